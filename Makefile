@@ -1,0 +1,61 @@
+# The verbs of the project. `make run` and `make test` each do the whole set-up first
+# (virtualenv, pinned dependencies, embedded PostgreSQL, migrations, demo data).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Development defaults; production sets its own environment (see .env.example).
+export DEBUG ?= true
+export PYTHONDONTWRITEBYTECODE := 1
+
+DEPS_STAMP := $(VENV)/.deps-$(shell cat requirements.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
+
+.PHONY: setup run test bench lint db db-stop psql migrate demo clean e2e-deps check-deploy
+
+setup: $(DEPS_STAMP) .env migrate demo
+
+# Development settings for manage.py in a shell; never overwrites an existing .env.
+.env:
+	@printf '# Local development settings (git-ignored). See .env.example.\nDEBUG=true\n' > .env
+
+$(DEPS_STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	@rm -f $(VENV)/.deps-* && touch $@
+
+db: $(DEPS_STAMP)
+	@$(BIN)/python -c "from config.embedded_db import embedded_database_url as u; import os; print('database:', os.environ.get('DATABASE_URL') and 'DATABASE_URL' or u())"
+
+migrate: $(DEPS_STAMP) .env
+	$(BIN)/python manage.py migrate_schemas --executor=standard -v 0
+
+demo: migrate
+	$(BIN)/python manage.py load_demo_data
+	$(BIN)/python manage.py setup_schedules
+	$(BIN)/python manage.py collectstatic --noinput -v 0
+
+run: setup
+	$(BIN)/python scripts/run_dev.py
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(BIN)/python -m bench
+
+lint: $(DEPS_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python manage.py makemigrations --check --dry-run
+
+check-deploy: $(DEPS_STAMP)
+	DEBUG=false SECRET_KEY=$$($(BIN)/python -c 'import secrets;print(secrets.token_urlsafe(50))') \
+	  ALLOWED_HOSTS=inventory.example.com BASE_DOMAIN=inventory.example.com \
+	  $(BIN)/python manage.py check --deploy --fail-level WARNING
+
+db-stop: $(DEPS_STAMP)
+	@$(BIN)/python -c "from config.embedded_db import stop; print('stopped' if stop() else 'not running')"
+
+psql: $(DEPS_STAMP)
+	@$(BIN)/python scripts/psql.py
+
+clean: db-stop
+	rm -rf $(VENV) .pgdata var staticfiles

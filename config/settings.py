@@ -1,0 +1,199 @@
+"""Settings for Inventory Enterprise. Every deployment difference comes from the environment
+(see .env.example); DEBUG defaults to off, and production refuses to start without a SECRET_KEY."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
+
+from config.env import env_bool, env_decimal, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# A local, git-ignored .env (written by `make setup` for development) fills in what the real
+# environment does not set; the environment always wins.
+load_dotenv(BASE_DIR / ".env", override=False)
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG and not env_bool("ALLOW_INSECURE_DEV_SECRET", False):
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Set it in the environment (see .env.example); for local "
+            "development `make run` sets DEBUG=true."
+        )
+    SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"
+# API keys are stored as HMAC-SHA256 under this key; rotating SECRET_KEY should not void keys.
+API_KEY_HMAC_SECRET = env_str("API_KEY_HMAC_SECRET") or SECRET_KEY
+
+BASE_DOMAIN = env_str("BASE_DOMAIN", "localhost").lower()
+# Host serving the platform pages (public schema), usually BASE_DOMAIN itself.
+PUBLIC_DOMAIN = env_str("PUBLIC_DOMAIN", BASE_DOMAIN).lower()
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS", f"{BASE_DOMAIN},.{BASE_DOMAIN},localhost,.localhost,127.0.0.1,testserver"
+)
+# Slug (or UUID) of the organisation used when nothing else names one; empty means none.
+DEFAULT_ORG = env_str("DEFAULT_ORG", "") or None
+ROUTING_CACHE_SECONDS = env_int("ROUTING_CACHE_SECONDS", 300)
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+EMBEDDED_DATABASE = not DATABASE_URL
+if EMBEDDED_DATABASE:
+    from config.embedded_db import embedded_database_url
+
+    DATABASE_URL = embedded_database_url()
+_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+_db["ENGINE"] = "django_tenants.postgresql_backend"
+_db.setdefault("OPTIONS", {})
+_db["CONN_HEALTH_CHECKS"] = True
+DATABASES = {"default": _db}
+DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Apps -----------------------------------------------------------------------------------
+SHARED_APPS = [
+    "django_tenants",
+    "tenants",
+    "operations",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_q",
+]
+TENANT_APPS = [
+    "django.contrib.contenttypes",
+    "inventory",
+]
+INSTALLED_APPS = list(SHARED_APPS) + [app for app in TENANT_APPS if app not in SHARED_APPS]
+TENANT_MODEL = "tenants.Organization"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+PUBLIC_SCHEMA_NAME = "public"
+PUBLIC_SCHEMA_URLCONF = "config.urls_public"
+ROOT_URLCONF = "config.urls_tenant"
+
+MIDDLEWARE = [
+    "tenants.middleware.TenantRoutingMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "tenants.middleware.TenantAccessMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Caches ---------------------------------------------------------------------------------
+# "default" is tenant-aware (keys carry the schema). "routing" holds organisation and API-key
+# lookups, which are global, so it must not use the tenant key function. With more than one
+# web process, point both at a shared cache (REDIS_URL) so invalidation reaches every process.
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    _cache = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+else:
+    _cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+CACHES = {
+    "default": {**_cache, "KEY_FUNCTION": "django_tenants.cache.make_key", "KEY_PREFIX": "ie"},
+    "routing": {**_cache, "KEY_PREFIX": "ie-routing", "LOCATION": REDIS_URL or "routing"},
+}
+
+# --- Security -------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the cookie
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", False) else None
+)
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
+X_FRAME_OPTIONS = "DENY"
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+# Sessions live on the host that created them: a login on the platform host is not sent to
+# tenant subdomains unless SESSION_COOKIE_DOMAIN (e.g. ".example.com") says otherwise.
+SESSION_COOKIE_DOMAIN = env_str("SESSION_COOKIE_DOMAIN") or None
+
+# --- Background jobs (django-q2, ORM broker) -------------------------------------------------
+Q_CLUSTER = {
+    "name": "inventory",
+    "orm": "default",
+    "workers": env_int("Q_WORKERS", 2),
+    "timeout": env_int("Q_TIMEOUT", 3600),
+    "retry": env_int("Q_RETRY", 3700),  # must exceed timeout, or a long job runs twice
+    "max_attempts": 1,
+    "save_limit": 1000,
+    "catch_up": False,
+    "poll": 1,
+    "label": "Background jobs",
+    "sync": env_bool("Q_SYNC", False),
+}
+WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 300)
+HEALTH_REQUIRE_WORKER = env_bool("HEALTH_REQUIRE_WORKER", True)
+
+# --- Domain settings ------------------------------------------------------------------------
+RECONCILIATION_TOLERANCE = env_decimal("RECONCILIATION_TOLERANCE", "0.01")
+LEDGER_BATCH_MAX = env_int("LEDGER_BATCH_MAX", 1000)
+BACKUP_DIR = Path(env_str("BACKUP_DIR", str(BASE_DIR / "var" / "backups")))
+BACKUP_RETENTION = env_int("BACKUP_RETENTION", 14)
+BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"pgserver": {"level": "WARNING"}},
+}

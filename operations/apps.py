@@ -1,0 +1,25 @@
+import logging
+
+from django.apps import AppConfig
+
+log = logging.getLogger(__name__)
+
+
+class OperationsConfig(AppConfig):
+    name = "operations"
+    verbose_name = "Operations"
+
+    def ready(self) -> None:
+        from django_q.signals import post_spawn
+
+        post_spawn.connect(_beat_on_spawn, dispatch_uid="operations-heartbeat-on-spawn")
+
+
+def _beat_on_spawn(sender, proc_name, **kwargs) -> None:
+    """Beat as soon as a worker process starts, not only at the first scheduled minute."""
+    from operations.tasks import worker_heartbeat
+
+    try:
+        worker_heartbeat()
+    except Exception:  # a failed beat must never stop a worker from starting
+        log.exception("worker heartbeat at spawn failed")

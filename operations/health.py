@@ -1,0 +1,109 @@
+"""What /health reports: database reachability, pending migrations per schema, the worker's
+heartbeat and (once backups exist) the newest backup's age."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.migrations.loader import MigrationLoader
+from django.utils import timezone
+
+
+@dataclass
+class HealthReport:
+    checks: dict = field(default_factory=dict)
+    failing: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.failing
+
+    def as_dict(self) -> dict:
+        return {
+            "status": "ok" if self.healthy else "failing",
+            "failing": self.failing,
+            **self.checks,
+        }
+
+
+def _known_migrations() -> set[tuple[str, str]]:
+    # Read from disk only; every schema records every migration (django-tenants runs all
+    # apps' migrations in each schema, skipping the operations that do not belong there).
+    return set(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
+
+
+def pending_migrations_by_schema() -> dict[str, list[str]]:
+    from tenants.models import Organization
+
+    known = _known_migrations()
+    schemas = [settings.PUBLIC_SCHEMA_NAME] + list(
+        Organization.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+        .order_by("schema_name")
+        .values_list("schema_name", flat=True)
+    )
+    result: dict[str, list[str]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'django_migrations'"
+        )
+        with_table = {row[0] for row in cursor.fetchall()}
+        for schema in schemas:
+            if schema not in with_table:
+                result[schema] = sorted(f"{app}.{name}" for app, name in known)
+                continue
+            cursor.execute(f'SELECT app, name FROM "{schema}".django_migrations')
+            applied = set(cursor.fetchall())
+            result[schema] = sorted(f"{app}.{name}" for app, name in known - applied)
+    return result
+
+
+def health_report() -> HealthReport:
+    report = HealthReport()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        report.checks["database"] = {"ok": True}
+    except DatabaseError as err:
+        report.checks["database"] = {"ok": False, "error": str(err).strip()[:200]}
+        report.failing.append("database")
+        return report
+
+    pending = pending_migrations_by_schema()
+    behind = {schema: names for schema, names in pending.items() if names}
+    report.checks["migrations"] = {
+        "ok": not behind,
+        "schemas_checked": len(pending),
+        "pending": behind,
+    }
+    if behind:
+        report.failing.append("migrations")
+
+    report.checks["worker"] = _worker_check()
+    if not report.checks["worker"]["ok"] and settings.HEALTH_REQUIRE_WORKER:
+        report.failing.append("worker")
+
+    return report
+
+
+def _worker_check() -> dict:
+    from operations.models import WorkerHeartbeat
+
+    beat = WorkerHeartbeat.objects.order_by("-beat_at").first()
+    if beat is None:
+        return {"ok": False, "last_heartbeat": None, "message": "no worker heartbeat recorded yet"}
+    age = (timezone.now() - beat.beat_at).total_seconds()
+    ok = age <= settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS
+    return {
+        "ok": ok,
+        "last_heartbeat": beat.beat_at.isoformat(),
+        "age_seconds": round(age, 1),
+        **(
+            {}
+            if ok
+            else {
+                "message": f"last heartbeat is older than {settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS}s"
+            }
+        ),
+    }

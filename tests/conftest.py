@@ -1,0 +1,80 @@
+"""Session-wide test setup: the test database is migrated once (triggers included) and the two
+tenants, acme and globex, are created once. Each test runs in a transaction that is rolled back;
+tests that must commit (concurrency) use the `committed` fixtures in tests/inventory."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import caches
+from django.db import connection
+from django.test import Client
+
+from tests.factories import make_user
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    from tenants.services import organization_create, public_tenant_ensure
+
+    with django_db_blocker.unblock():
+        public_tenant_ensure()
+        organization_create(slug="acme", name="Acme Corporation")
+        organization_create(slug="globex", name="Globex Corporation")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_routing_state():
+    # Rolled-back tests must not leave organisations or keys behind in the routing cache, nor
+    # the connection in a tenant schema (setting the schema issues no query).
+    caches["routing"].clear()
+    yield
+    connection.set_schema_to_public()
+    caches["routing"].clear()
+
+
+@pytest.fixture
+def acme(db):
+    from tenants.models import Organization
+
+    return Organization.objects.get(slug="acme")
+
+
+@pytest.fixture
+def globex(db):
+    from tenants.models import Organization
+
+    return Organization.objects.get(slug="globex")
+
+
+@pytest.fixture
+def acme_key(acme):
+    from tenants.services import api_key_issue
+
+    return api_key_issue(organization=acme, label="acme tests").raw_key
+
+
+@pytest.fixture
+def globex_key(globex):
+    from tenants.services import api_key_issue
+
+    return api_key_issue(organization=globex, label="globex tests").raw_key
+
+
+@pytest.fixture
+def api():
+    """A test client on the bare platform host."""
+    return Client(HTTP_HOST="localhost")
+
+
+@pytest.fixture
+def acme_owner(acme):
+    from tenants.models import Membership
+
+    return make_user("acme-owner", org=acme, role=Membership.Role.OWNER)
+
+
+@pytest.fixture
+def globex_owner(globex):
+    from tenants.models import Membership
+
+    return make_user("globex-owner", org=globex, role=Membership.Role.OWNER)

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import connection
+
+from tenants.models import ApiKey, Domain, Organization
+from tenants.services import api_key_hash, api_key_issue, organization_create
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_changes_nothing_when_provisioning_twice(acme):
+    before = (Organization.objects.count(), Domain.objects.count())
+    org, created = organization_create(slug="acme", name="Another name")
+    assert created is False
+    assert org.id == acme.id
+    assert org.name == "Acme Corporation"
+    assert (Organization.objects.count(), Domain.objects.count()) == before
+
+
+def test_it_creates_schema_and_domain_for_a_new_organisation(db):
+    org, created = organization_create(slug="initech", name="Initech")
+    assert created
+    assert org.schema_name == "initech"
+    assert Domain.objects.get(tenant=org).domain == "initech.localhost"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'initech' "
+            "AND table_name IN ('inventory_ledger', 'inventory_balances')"
+        )
+        assert cursor.fetchone()[0] == 2
+    again, created_again = organization_create(slug="initech", name="Initech")
+    assert (again.id, created_again) == (org.id, False)
+
+
+@pytest.mark.parametrize("slug", ["", "A", "public", "has space", "-lead", "x" * 50, "UPPER_case"])
+def test_it_rejects_bad_slugs(db, slug):
+    with pytest.raises(ValidationError):
+        organization_create(slug=slug, name="Bad")
+
+
+def test_it_stores_api_keys_only_as_a_keyed_hash(acme):
+    issued = api_key_issue(organization=acme, label="ci")
+    stored = ApiKey.objects.get(pk=issued.api_key.pk)
+    assert issued.raw_key.startswith(f"ie_{stored.prefix}_")
+    assert stored.key_hash == api_key_hash(issued.raw_key)
+    assert issued.raw_key not in {stored.key_hash, stored.prefix, stored.label}
+    assert len(stored.key_hash) == 64
+
+
+def test_it_prints_an_issued_key_once_and_the_key_works(acme, capsys, api):
+    call_command("issue_api_key", "--org", "acme", "--label", "ci")
+    out = capsys.readouterr().out
+    raw_key = next(line for line in out.splitlines() if line.startswith("ie_"))
+    response = api.get("/api/items-enterprise", headers={"X-Api-Key": raw_key})
+    assert response.status_code == 200
+    assert response.json()["organization"] == "acme"
+
+
+def test_it_revokes_a_key_by_command(acme, api, capsys):
+    issued = api_key_issue(organization=acme, label="temp")
+    call_command("revoke_api_key", "--prefix", issued.api_key.prefix)
+    assert "revoked" in capsys.readouterr().out
+    assert (
+        api.get("/api/items-enterprise", headers={"X-Api-Key": issued.raw_key}).status_code == 401
+    )
+
+
+def test_it_explains_bad_command_input(db):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="No organisation 'nope'"):
+        call_command("issue_api_key", "--org", "nope", "--label", "ci")
+    with pytest.raises(CommandError, match="label"):
+        call_command("issue_api_key", "--org", "acme", "--label", "  ")
+    with pytest.raises(CommandError, match="exactly one"):
+        call_command("revoke_api_key")
+
+
+def test_the_public_tenant_exists_with_the_platform_domain(db):
+    public = Organization.objects.get(schema_name="public")
+    assert Domain.objects.filter(tenant=public, domain="localhost").exists()
