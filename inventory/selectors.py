@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db.models import Q, Sum
 from django.utils.dateparse import parse_datetime
@@ -11,6 +12,7 @@ from inventory.models import Balance, Item, LedgerEntry, Location, Lot, Movement
 from inventory.services.errors import ValidationFailed
 
 MAX_PAGE_SIZE = 200
+QTY_PLACES = Decimal("0.000001")
 MAX_LEDGER_LIMIT = 500
 
 
@@ -56,6 +58,11 @@ class Page:
         }
 
 
+def fmt_qty(value) -> str:
+    """Quantities as strings with the column's six places, whatever their source."""
+    return str(Decimal(value or 0).quantize(QTY_PLACES))
+
+
 def item_dict(item: Item, on_hand=None) -> dict:
     data = {
         "id": item.id,
@@ -65,7 +72,7 @@ def item_dict(item: Item, on_hand=None) -> dict:
         "active": item.is_active,
     }
     if on_hand is not None:
-        data["on_hand"] = str(on_hand)
+        data["on_hand"] = fmt_qty(on_hand)
     return data
 
 
@@ -85,7 +92,7 @@ def ledger_entry_dict(entry: LedgerEntry) -> dict:
         "item": entry.item.sku,
         "location": entry.location.code,
         "lot": entry.lot.code if entry.lot_id else None,
-        "qty": str(entry.qty_canonical),
+        "qty": fmt_qty(entry.qty_canonical),
         "kind": entry.kind,
         "reference": entry.reference,
         "occurred_at": entry.occurred_at.isoformat(),
@@ -159,7 +166,7 @@ def balance_dict(balance: Balance) -> dict:
         "item": balance.item.sku,
         "location": balance.location.code,
         "lot": balance.lot.code if balance.lot_id else None,
-        "qty": str(balance.qty_canonical),
+        "qty": fmt_qty(balance.qty_canonical),
         "unit": balance.item.unit,
         "last_ledger_id": balance.last_ledger_id,
         "updated_at": balance.updated_at.isoformat(),

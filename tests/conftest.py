@@ -13,13 +13,24 @@ from tests.factories import make_user
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
+def django_db_setup(request, django_test_environment, django_db_blocker):
+    """Always create the test database. (pytest-django's own fixture sets it up only when some
+    collected test is marked for the database; a run of just the `committed` tests would then
+    have talked to the development database.)"""
+    from django.test.utils import setup_databases, teardown_databases
+
     from tenants.services import organization_create, public_tenant_ensure
 
     with django_db_blocker.unblock():
+        db_cfg = setup_databases(
+            verbosity=request.config.option.verbose, interactive=False, aliases={"default"}
+        )
         public_tenant_ensure()
         organization_create(slug="acme", name="Acme Corporation")
         organization_create(slug="globex", name="Globex Corporation")
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(db_cfg, verbosity=request.config.option.verbose)
 
 
 @pytest.fixture(autouse=True)

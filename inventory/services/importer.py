@@ -97,12 +97,13 @@ def ledger_import_csv(*, text: str, source: str = "csv") -> ImportResult:
                 fail(f"unit {rec['unit']!r} differs from item {sku}'s unit {items[sku].unit!r}")
         else:
             unit, name = rec.get("unit", ""), rec.get("item_name", "") or sku
-            if unit not in Unit.values:
+            if sku in new_items:
+                if unit and unit != new_items[sku][1]:
+                    fail(f"item {sku!r} has unit {new_items[sku][1]!r} on an earlier line")
+            elif unit not in Unit.values:
                 fail(f"new item {sku!r} needs a unit: one of {', '.join(Unit.values)}")
-            elif sku in new_items and new_items[sku][1] != unit:
-                fail(f"item {sku!r} has unit {new_items[sku][1]!r} on an earlier line")
             else:
-                new_items.setdefault(sku, (name, unit))
+                new_items[sku] = (name, unit)
         if not loc_code:
             fail("location is required")
         elif loc_code not in locations:

@@ -7,7 +7,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -122,12 +121,15 @@ def _replay(idempotency_key: str, request_hash: str) -> PostingResult | None:
     return PostingResult(posting=posting, entries=entries, replayed=True)
 
 
-def _canonical(value):
-    if isinstance(value, Decimal | float | int) and not isinstance(value, bool):
+def _canonical(key: str, value):
+    """The same request sent twice hashes the same: "2.50", 2.5 and Decimal("2.5") are one qty."""
+    if key == "qty" and not isinstance(value, bool):
         try:
             return format(parse_quantity(value, allow_zero=True).normalize(), "f")
         except ValueError:
             return str(value)
+    if value == "" and key in ("lot", "reference", "occurred_at"):
+        return None
     if isinstance(value, datetime):
         return value.isoformat()
     return value
@@ -135,7 +137,7 @@ def _canonical(value):
 
 def _request_hash(entries: list[dict]) -> str:
     normalised = [
-        {k: _canonical(v) for k, v in sorted(e.items())} if isinstance(e, dict) else repr(e)
+        {k: _canonical(k, v) for k, v in sorted(e.items())} if isinstance(e, dict) else repr(e)
         for e in entries
     ]
     payload = json.dumps(normalised, sort_keys=True, default=str, separators=(",", ":"))

@@ -23,6 +23,9 @@ class Committed:
     """For tests whose point is concurrency: data really commits, other connections see it."""
 
     def __init__(self):
+        assert connection.settings_dict["NAME"].startswith("test_"), (
+            "refusing to commit outside the test database"
+        )
         params = connection.get_connection_params()
         params.pop("cursor_factory", None)
         params.pop("context", None)
