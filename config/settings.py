@@ -58,6 +58,7 @@ SHARED_APPS = [
     "django_tenants",
     "tenants",
     "operations",
+    "reconciliation",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

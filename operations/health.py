@@ -10,6 +10,8 @@ from django.db import DatabaseError, connection
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
+from operations.backups import newest_backup_status
+
 
 @dataclass
 class HealthReport:
@@ -84,6 +86,11 @@ def health_report() -> HealthReport:
     if not report.checks["worker"]["ok"] and settings.HEALTH_REQUIRE_WORKER:
         report.failing.append("worker")
 
+    backups = newest_backup_status()
+    if backups is not None:
+        report.checks["backups"] = backups
+        if not backups["ok"]:
+            report.failing.append("backups")
     return report
 
 

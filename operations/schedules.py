@@ -21,6 +21,19 @@ SCHEDULES = [
     ScheduleSpec(
         "worker heartbeat", "operations.tasks.worker_heartbeat", Schedule.MINUTES, minutes=1
     ),
+    ScheduleSpec(
+        "backup database", "operations.tasks.backup_database", Schedule.CRON, cron="30 1 * * *"
+    ),
+    # Incremental every day, full on Sundays (the task decides from the date).
+    ScheduleSpec(
+        "reconcile balances",
+        "reconciliation.tasks.reconcile_all_scheduled",
+        Schedule.CRON,
+        cron="0 2 * * *",
+    ),
+    ScheduleSpec(
+        "monitor backups", "operations.tasks.monitor_backups", Schedule.CRON, cron="0 3 * * *"
+    ),
 ]
 
 
@@ -36,13 +49,20 @@ def schedules_ensure() -> list[tuple[str, bool]]:
         }
         schedule = Schedule.objects.filter(name=spec.name).first()
         if schedule is None:
-            Schedule.objects.create(name=spec.name, next_run=timezone.now(), **fields)
+            # Minute schedules start now; cron schedules at their next time (django-q2 computes it).
+            next_run = timezone.now() if spec.schedule_type == Schedule.MINUTES else None
+            Schedule.objects.create(
+                name=spec.name, **({"next_run": next_run} if next_run else {}), **fields
+            )
             results.append((spec.name, True))
             continue
         changed = [k for k, v in fields.items() if getattr(schedule, k) != v]
         if changed:
             for k in changed:
                 setattr(schedule, k, fields[k])
+            if spec.schedule_type == Schedule.CRON:
+                schedule.next_run = schedule.calculate_next_run(timezone.now())
+                changed.append("next_run")
             schedule.save(update_fields=changed)
         results.append((spec.name, False))
     return results

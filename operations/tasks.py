@@ -8,6 +8,8 @@ from django.conf import settings
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from operations.backups import backup_create, backups_monitor
+from operations.jobs import job_run_execute
 from operations.models import WorkerHeartbeat
 
 
@@ -18,3 +20,31 @@ def worker_heartbeat() -> str:
             cluster=settings.Q_CLUSTER["name"], defaults={"beat_at": now}
         )
     return now.isoformat()
+
+
+def _backup_summary(record) -> dict:
+    return {
+        "file": record.file_name,
+        "size_bytes": record.size_bytes,
+        "sha256": record.sha256,
+        "seconds": record.duration_seconds,
+        "summary": f"{record.file_name}: {record.size_bytes} bytes",
+    }
+
+
+def backup_database(job_id: int | None = None) -> dict:
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        if job_id is None:
+            return _backup_summary(backup_create())
+        return job_run_execute(
+            job_id, lambda progress: _backup_summary(backup_create(progress=progress))
+        ).result
+
+
+def monitor_backups() -> dict:
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        result = backups_monitor()
+    if not result.ok:
+        # A failed task shows up in django-q2's failed list (and its admin) as well as in the log.
+        raise RuntimeError(f"backup monitor: {result.message}")
+    return {"ok": True, "message": result.message}

@@ -86,6 +86,7 @@ def wipe_tenant(schema: str, cursor) -> None:
     """Empty a tenant's inventory tables after a test that committed. Replica role skips the
     append-only guard (this is the test harness, never product code)."""
     tables = ", ".join(f'"{schema}".{t}' for t in TENANT_TABLES)
+    cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
     cursor.execute("SET session_replication_role = replica")
     try:
         cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")

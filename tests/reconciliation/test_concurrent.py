@@ -1,0 +1,123 @@
+"""Reconciliation while the ledger takes inserts: no false differences, and an incremental run
+does not lose a transaction that commits after a later one."""
+
+from __future__ import annotations
+
+import random
+import threading
+from decimal import Decimal
+
+from django_tenants.utils import schema_context
+
+from reconciliation.models import Discrepancy
+from reconciliation.services import reconciliation_run
+from tests.inventory.helpers import make_catalog, random_keys, random_qty
+
+INSERT = (
+    "INSERT INTO inventory_ledger (item_id, location_id, lot_id, qty_canonical, kind, reference, occurred_at, "
+    "recorded_at, recorded_by) VALUES (%s, %s, %s, %s, 'adjustment', '', now(), now(), '')"
+)
+
+
+def test_no_false_differences_while_inserts_run(committed):
+    with schema_context("acme"):
+        items, locations, lots = make_catalog(items=30, locations=4, lots_per_item=2)
+    keys = random_keys(items, locations, lots, 200, seed=9)
+    stop = threading.Event()
+    errors, inserted = [], [0]
+
+    def writer(seed):
+        rng = random.Random(seed)
+        try:
+            with committed.connect("acme") as conn:
+                while not stop.is_set():
+                    # One statement per transaction, as the posting service does: the trigger
+                    # then locks the keys in sorted order.
+                    rows = [(*rng.choice(keys), random_qty(rng)) for _ in range(rng.randint(1, 10))]
+                    values = ", ".join(
+                        ["(%s, %s, %s, %s, 'adjustment', '', now(), now(), '')"] * len(rows)
+                    )
+                    conn.execute(
+                        INSERT.split(" VALUES ")[0] + " VALUES " + values,
+                        [v for r in rows for v in r],
+                    )
+                    conn.commit()
+                    inserted[0] += 1
+        except BaseException as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        runs = []
+        with schema_context("acme"):
+            for n in range(6):
+                runs.append(reconciliation_run(mode="full" if n % 2 == 0 else "incremental"))
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert errors == []
+    assert inserted[0] > 20, "the writers did not get going"
+    assert [r.differences_found for r in runs] == [0] * 6
+    assert Discrepancy.objects.count() == 0
+
+
+def test_incremental_sees_a_transaction_that_commits_after_a_later_one(committed):
+    with schema_context("acme"):
+        items, locations, _ = make_catalog(items=3, locations=1, lots_per_item=0)
+        baseline = reconciliation_run(mode="full")
+    assert baseline.differences_found == 0
+    a, b = items[0].id, items[1].id
+    loc = locations[0].id
+    early = committed.connect("acme")
+    # T1 takes a ledger id first and stays open; it also skews its balance (the difference to find).
+    early.execute(INSERT, [a, loc, None, Decimal("10")])
+    early.execute(
+        "UPDATE inventory_balances SET qty_canonical = qty_canonical + 3 WHERE item_id = %s", [a]
+    )
+    with committed.connect("acme") as late:  # T2 takes a later id and commits first
+        late.execute(INSERT, [b, loc, None, Decimal("1")])
+        late.commit()
+    with schema_context("acme"):
+        first = reconciliation_run(mode="incremental")
+    assert first.differences_found == 0  # T1 is not visible yet
+    early.commit()
+    early.close()
+    with schema_context("acme"):
+        second = reconciliation_run(mode="incremental")
+        full = reconciliation_run(mode="full")
+    assert second.differences_found == 1, "the incremental run lost T1's rows"
+    d = Discrepancy.objects.get(run=second)
+    assert d.item_id == a and d.difference == Decimal("-3")
+    assert full.differences_found == 1
+
+
+def test_incremental_checks_only_keys_touched_since_the_last_run(committed):
+    with schema_context("acme"):
+        items, locations, _ = make_catalog(items=4, locations=1, lots_per_item=0)
+    loc = locations[0].id
+    with committed.connect("acme") as conn:
+        for item in items:
+            conn.execute(INSERT, [item.id, loc, None, Decimal("100")])
+        conn.commit()
+        with schema_context("acme"):
+            reconciliation_run(mode="full")
+        # Skew item 0 without touching its ledger (incremental skips it); touch and skew item 1.
+        conn.execute(
+            "UPDATE inventory_balances SET qty_canonical = qty_canonical + 4 WHERE item_id = %s",
+            [items[0].id],
+        )
+        conn.execute(INSERT, [items[1].id, loc, None, Decimal("1")])
+        conn.execute(
+            "UPDATE inventory_balances SET qty_canonical = qty_canonical + 2 WHERE item_id = %s",
+            [items[1].id],
+        )
+        conn.commit()
+    with schema_context("acme"):
+        run = reconciliation_run(mode="incremental")
+        assert run.since_xid is not None
+        assert (run.keys_checked, run.differences_found) == (1, 1)
+        assert Discrepancy.objects.get(run=run).item_id == items[1].id
+        assert reconciliation_run(mode="full").differences_found == 2
