@@ -126,6 +126,7 @@ def test_rollback_removes_trigger_function_and_table_and_forward_restores_them(a
                            occurred_at, recorded_at, recorded_by) VALUES (%s, %s, 5, 'receipt', '', now(), now(), '')""",
                 [items[0].id, locations[0].id],
             )
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # DDL refuses pending deferred FK checks
     call_command(
         "migrate_schemas", "inventory", "0001", schema_name="acme", interactive=False, verbosity=0
     )
