@@ -7,10 +7,12 @@ from django_tenants.utils import schema_context
 from inventory.services.backfill import balances_backfill
 from inventory.services.validation import migration_validate
 from operations.jobs import job_run_execute
+from tenants.schemas import tenant_schemas
 
 
 def backfill_tenant(schema_name: str, job_id: int) -> dict:
     def work(progress):
+        tenant_schemas(schema=schema_name)  # refuses an unknown schema
         with schema_context(schema_name):
             result = balances_backfill(progress=progress)
         return result.as_dict() | {
@@ -23,6 +25,7 @@ def backfill_tenant(schema_name: str, job_id: int) -> dict:
 
 def validate_tenant(schema_name: str, job_id: int) -> dict:
     def work(progress):
+        tenant_schemas(schema=schema_name)  # refuses an unknown schema
         with schema_context(schema_name):
             report = migration_validate(schema=schema_name)
         progress(1, 1, "checked")
