@@ -1,18 +1,56 @@
-"""URLs served on the platform host, where no organisation is selected."""
+"""URLs served on the platform host, where no organisation is selected (also mounted on tenant
+hosts, see urls_tenant)."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from inventory import pages as inventory_pages
 from inventory.openapi import openapi_json
+from operations import pages as operations_pages
 from operations.views import health
-from tenants.views import home
+from reconciliation import pages as reconciliation_pages
+from tenants import key_pages, views
 
 urlpatterns = [
     path("health", health, name="health"),
     path("api/openapi.json", openapi_json),
-    path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
+    path(
+        "login/",
+        auth_views.LoginView.as_view(template_name="login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
-    path("", home, name="home"),
+    path("", views.home, name="home"),
+    path("orgs/", views.my_orgs, name="my_orgs"),
+    path("fleet/", views.fleet_page, name="fleet"),
+    path("jobs/<int:job_id>/", views.job_status, name="job_status"),
+    path("orgs/<slug:slug>/runbook/", views.runbook_page, name="runbook"),
+    path("orgs/<slug:slug>/runbook/jobs/<str:kind>/", views.runbook_job, name="runbook_job"),
+    path("orgs/<slug:slug>/runbook/rollback/", views.runbook_rollback, name="runbook_rollback"),
+    path("orgs/<slug:slug>/balances/", inventory_pages.balances_page, name="balances"),
+    path("orgs/<slug:slug>/balances.csv", inventory_pages.balances_csv, name="balances_csv"),
+    path("orgs/<slug:slug>/items/<int:item_id>/", inventory_pages.item_page, name="item"),
+    path("orgs/<slug:slug>/api-keys/", key_pages.api_keys_page, name="api_keys"),
+    path(
+        "orgs/<slug:slug>/api-keys/<int:key_id>/revoke/",
+        key_pages.api_key_revoke_view,
+        name="api_key_revoke",
+    ),
+    path("reconciliation/", reconciliation_pages.queue_page, name="reconciliation"),
+    path("reconciliation/run/", reconciliation_pages.run_now, name="reconcile_now"),
+    path(
+        "reconciliation/approve/",
+        reconciliation_pages.bulk_approve,
+        name="discrepancies_bulk_approve",
+    ),
+    path("reconciliation/<int:pk>/", reconciliation_pages.discrepancy_page, name="discrepancy"),
+    path(
+        "reconciliation/<int:pk>/<str:action>/",
+        reconciliation_pages.discrepancy_resolve,
+        name="discrepancy_resolve",
+    ),
+    path("backups/", operations_pages.backups_page, name="backups"),
+    path("backups/now/", operations_pages.backup_now, name="backup_now"),
 ]

@@ -36,28 +36,37 @@ def _known_migrations() -> set[tuple[str, str]]:
     return set(MigrationLoader(None, ignore_no_migrations=True).graph.nodes)
 
 
-def pending_migrations_by_schema() -> dict[str, list[str]]:
+def pending_migrations_by_schema(schemas: list[str] | None = None) -> dict[str, list[str]]:
+    """Migrations on disk not recorded as applied, per schema, read in one query for all schemas."""
     from tenants.models import Organization
 
     known = _known_migrations()
-    schemas = [settings.PUBLIC_SCHEMA_NAME] + list(
-        Organization.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
-        .order_by("schema_name")
-        .values_list("schema_name", flat=True)
-    )
+    if schemas is None:
+        schemas = [settings.PUBLIC_SCHEMA_NAME] + list(
+            Organization.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+            .order_by("schema_name")
+            .values_list("schema_name", flat=True)
+        )
     result: dict[str, list[str]] = {}
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'django_migrations'"
+            "SELECT table_schema FROM information_schema.tables "
+            "WHERE table_name = 'django_migrations' AND table_schema = ANY(%s)",
+            [schemas],
         )
-        with_table = {row[0] for row in cursor.fetchall()}
-        for schema in schemas:
-            if schema not in with_table:
-                result[schema] = sorted(f"{app}.{name}" for app, name in known)
-                continue
-            cursor.execute(f'SELECT app, name FROM "{schema}".django_migrations')
-            applied = set(cursor.fetchall())
-            result[schema] = sorted(f"{app}.{name}" for app, name in known - applied)
+        with_table = [row[0] for row in cursor.fetchall()]
+        applied: dict[str, set] = {schema: set() for schema in with_table}
+        if with_table:
+            union = " UNION ALL ".join(
+                f"SELECT %s, app, name FROM {connection.ops.quote_name(schema)}.django_migrations"
+                for schema in with_table
+            )
+            cursor.execute(union, with_table)
+            for schema, app, name in cursor.fetchall():
+                applied[schema].add((app, name))
+    for schema in schemas:
+        missing = known - applied[schema] if schema in applied else known
+        result[schema] = sorted(f"{app}.{name}" for app, name in missing)
     return result
 
 

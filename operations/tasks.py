@@ -48,3 +48,40 @@ def monitor_backups() -> dict:
         # A failed task shows up in django-q2's failed list (and its admin) as well as in the log.
         raise RuntimeError(f"backup monitor: {result.message}")
     return {"ok": True, "message": result.message}
+
+
+def _migrate(schema_name: str, job_id: int, *args: str) -> dict:
+    from django.core.management import call_command
+
+    from tenants.schemas import tenant_schemas
+
+    def work(progress):
+        tenant_schemas(schema=schema_name)  # refuses an unknown schema
+        progress(0, 1, "migrating " + " ".join(args or ("all apps",)))
+        call_command(
+            "migrate_schemas", *args, schema_name=schema_name, interactive=False, verbosity=0
+        )
+        with schema_context(settings.PUBLIC_SCHEMA_NAME):
+            from operations.health import pending_migrations_by_schema
+
+            pending = pending_migrations_by_schema([schema_name])[schema_name]
+        progress(1, 1, "done")
+        return {
+            "pending": pending,
+            "summary": "all migrations applied"
+            if not pending
+            else f"{len(pending)} migration(s) not applied",
+        }
+
+    return job_run_execute(job_id, work).result
+
+
+def migrate_tenant(schema_name: str, job_id: int) -> dict:
+    """The runbook's 'apply migrations': migrate_schemas for one tenant schema."""
+    return _migrate(schema_name, job_id)
+
+
+def rollback_tenant(schema_name: str, job_id: int) -> dict:
+    """The guide's rollback for one tenant: migrate inventory back to 0001 (drops trigger,
+    function and balance table by their reverse SQL)."""
+    return _migrate(schema_name, job_id, "inventory", "0001")

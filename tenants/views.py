@@ -1,6 +1,153 @@
+"""Platform pages: home, the tenant fleet, and one organisation's migration runbook with its jobs."""
+
+from __future__ import annotations
+
+from django.contrib import messages
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from operations.backups import newest_backup_status
+from operations.dispatch import job_start
+from operations.models import JobRun
+from tenants import fleet
+from tenants.access import (
+    OWNER_ROLES,
+    SUPPORT_ROLES,
+    is_platform_admin,
+    org_or_404,
+    orgs_for,
+    page_login_required,
+    platform_admin_required,
+)
+from tenants.models import Membership
+
+RUNBOOK_JOBS = {"backup", "migrate", "backfill", "validate"}
 
 
+@page_login_required
 def home(request) -> HttpResponse:
-    return render(request, "home.html", {"org": request.tenant})
+    """Send each kind of user to the page they came for."""
+    user = request.user
+    if is_platform_admin(user):
+        return redirect("fleet")
+    owned = orgs_for(user, OWNER_ROLES)
+    supported = orgs_for(user, SUPPORT_ROLES)
+    if supported and not owned:
+        return redirect("reconciliation")
+    if owned:
+        return redirect("balances", slug=owned[0].slug)
+    return render(request, "home.html", {"orgs": []})
+
+
+@platform_admin_required
+@require_GET
+def fleet_page(request) -> HttpResponse:
+    rows = fleet.fleet_rows()
+    only_attention = request.GET.get("attention") == "1"
+    sort = request.GET.get("sort", "slug")
+    if sort not in fleet.SORTS:
+        sort = "slug"
+    rows = sorted(fleet.attention_filter(rows, only_attention), key=fleet.SORTS[sort])
+    return render(
+        request,
+        "tenants/fleet.html",
+        {
+            "rows": rows,
+            "sort": sort,
+            "only_attention": only_attention,
+            "backup": newest_backup_status(),
+        },
+    )
+
+
+@page_login_required
+@require_GET
+def my_orgs(request) -> HttpResponse:
+    owned = {o.id for o in orgs_for(request.user, OWNER_ROLES)}
+    supported = {o.id for o in orgs_for(request.user, SUPPORT_ROLES)}
+    roles = dict(
+        Membership.objects.filter(user=request.user).values_list("organization_id", "role")
+    )
+    rows = [
+        {
+            "org": o,
+            "owner": o.id in owned,
+            "support": o.id in supported,
+            "role": "platform admin" if is_platform_admin(request.user) else roles.get(o.id, ""),
+        }
+        for o in orgs_for(request.user, (*OWNER_ROLES, *SUPPORT_ROLES))
+    ]
+    return render(request, "tenants/my_orgs.html", {"rows": rows})
+
+
+@platform_admin_required
+@require_GET
+def runbook_page(request, slug: str) -> HttpResponse:
+    org = org_or_404(request.user, slug, ())
+    steps, validation = fleet.runbook_steps(org)
+    recent = JobRun.objects.filter(schema_name=org.schema_name).order_by("-created_at")[:8]
+    template = (
+        "tenants/_runbook_steps.html"
+        if request.headers.get("HX-Request")
+        else "tenants/runbook.html"
+    )
+    return render(
+        request,
+        template,
+        {"org": org, "steps": steps, "validation": validation, "recent_jobs": recent},
+    )
+
+
+@platform_admin_required
+@require_POST
+def runbook_job(request, slug: str, kind: str) -> HttpResponse:
+    org = org_or_404(request.user, slug, ())
+    if kind not in RUNBOOK_JOBS:
+        return HttpResponse(f"Unknown job {kind!r}.", status=400)
+    job = job_start(
+        kind=kind, schema_name=org.schema_name, requested_by=request.user.get_username()
+    )
+    return _job_response(request, job, reverse("runbook", args=[slug]))
+
+
+@platform_admin_required
+@require_POST
+def runbook_rollback(request, slug: str) -> HttpResponse:
+    org = org_or_404(request.user, slug, ())
+    typed = request.POST.get("confirm_slug", "").strip()
+    if typed != org.slug:
+        message = f"Type the organisation's slug ({org.slug}) to confirm the rollback."
+        if request.headers.get("HX-Request"):
+            return HttpResponse(f'<p class="error" role="alert">{message}</p>', status=422)
+        messages.error(request, message)
+        return redirect("runbook", slug=slug)
+    job = job_start(
+        kind=JobRun.Kind.ROLLBACK,
+        schema_name=org.schema_name,
+        requested_by=request.user.get_username(),
+    )
+    return _job_response(request, job, reverse("runbook", args=[slug]))
+
+
+def _job_response(request, job: JobRun, fallback_url: str) -> HttpResponse:
+    if request.headers.get("HX-Request"):
+        return render(request, "operations/_job.html", {"job": job})
+    messages.info(request, f"Started {job.kind} (job {job.id}).")
+    return redirect(fallback_url)
+
+
+@page_login_required
+@require_GET
+def job_status(request, job_id: int) -> HttpResponse:
+    job = get_object_or_404(JobRun, pk=job_id)
+    if not is_platform_admin(request.user):
+        # Support staff may follow reconciliation jobs of organisations they support.
+        allowed = {o.schema_name for o in orgs_for(request.user, SUPPORT_ROLES)}
+        if job.kind != JobRun.Kind.RECONCILE or job.schema_name not in allowed:
+            return HttpResponse(status=404)
+    response = render(request, "operations/_job.html", {"job": job})
+    if job.status in (JobRun.Status.SUCCEEDED, JobRun.Status.FAILED):
+        response["HX-Trigger"] = "job-finished"
+    return response

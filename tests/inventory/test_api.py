@@ -193,7 +193,7 @@ def test_an_acme_member_session_can_post_with_csrf(acme_owner, catalog):
     client.login(username="acme-owner", password=PASSWORD)
     entry = {"item": items[0].sku, "location": locations[0].code, "qty": "1", "kind": "receipt"}
     assert post(client, "/api/ledger", entry).status_code == 403  # no CSRF token
-    client.get("/login/")
+    client.get("/orgs/")  # any page with a form sets the CSRF cookie
     token = client.cookies["csrftoken"].value
     response = post(client, "/api/ledger", entry, **{"X-CSRFToken": token})
     assert response.status_code == 201

@@ -1,0 +1,128 @@
+"""`python -m bench` (`make bench`): balance reads (table vs SUM over the ledger) and ledger insert
+throughput per balance-trigger variant, in one run, on a separate database (inventory_bench on
+the embedded server, or BENCH_DATABASE_URL). See docs/PERFORMANCE.md.
+
+Every option can also come from the environment as BENCH_<OPTION> (e.g. BENCH_SIZES=10000,100000);
+the command line wins. --quick is a smoke run of well under a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass, fields
+
+# (full, quick) defaults
+DEFAULTS = {
+    "sizes": ("10000,100000,1000000", "10000,100000"),
+    "lookups": (3000, 400),
+    "pages": (300, 40),
+    "budget_s": (15.0, 2.0),
+    "reps": (5, 3),
+    "single_rows": (3000, 400),
+    "bulk_rows": (200_000, 20_000),
+    "rows_per_statement": (1000, 1000),
+    "items": (300, 300),
+    "locations": (20, 20),
+    "lot_every": (5, 5),
+    "lots_per_item": (2, 2),
+    "seed": (42, 42),
+}
+HELP = {
+    "sizes": "ledger sizes for the read benchmark, comma-separated",
+    "lookups": "random single-key lookups per size (each asked of both sides)",
+    "pages": "random pages of 50 items per size",
+    "budget_s": "seconds at most per read measurement (at least 100 lookups / 20 pages)",
+    "reps": "repetitions of each write case",
+    "single_rows": "one-row transactions per repetition",
+    "bulk_rows": "rows per bulk repetition (one COPY; and INSERTs of --rows-per-statement)",
+    "rows_per_statement": "rows per multi-row INSERT statement",
+    "items": "items in the key space",
+    "locations": "locations in the key space",
+    "lot_every": "every n-th item is lot-tracked (0: no lots)",
+    "lots_per_item": "lots of a lot-tracked item",
+    "seed": "random seed",
+}
+
+
+@dataclass
+class Config:
+    sizes: list[int]
+    lookups: int
+    pages: int
+    budget_s: float
+    reps: int
+    single_rows: int
+    bulk_rows: int
+    rows_per_statement: int
+    items: int
+    locations: int
+    lot_every: int
+    lots_per_item: int
+    seed: int
+
+
+def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="small smoke run (< 1 minute)")
+    p.add_argument("--only", choices=["reads", "writes"], help="run one half only")
+    for name in DEFAULTS:
+        p.add_argument("--" + name.replace("_", "-"), dest=name, help=HELP[name])
+    args = p.parse_args(argv)
+    quick = args.quick or os.environ.get("BENCH_QUICK", "") in ("1", "true", "yes")
+    values = {}
+    for f in fields(Config):
+        raw = getattr(args, f.name) or os.environ.get("BENCH_" + f.name.upper())
+        if raw is None:
+            raw = DEFAULTS[f.name][1 if quick else 0]
+        if f.name == "sizes":
+            values[f.name] = [int(float(s)) for s in str(raw).split(",") if s.strip()]
+        elif f.name == "budget_s":
+            values[f.name] = float(raw)
+        else:
+            values[f.name] = int(float(raw))
+    args.quick = quick
+    return Config(**values), args
+
+
+def main(argv=None) -> int:
+    cfg, args = parse_args(argv)
+    started = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    from bench import db, reads, report, writes
+
+    url = db.bench_database_url()
+    log("preparing the bench database (migrate_schemas, bench organisations)")
+    db.prepare_schemas(url)
+    meta = {"machine": report.machine(url), "config": vars(cfg), "quick": args.quick}
+
+    results = []
+    if args.only != "writes":
+        results += reads.run(url, cfg, log)
+    if args.only != "reads":
+        results += writes.run(url, cfg, log)
+    meta["seconds"] = round(time.perf_counter() - started, 1)
+
+    m = meta["machine"]
+    print(
+        f"\nPostgreSQL {m['postgresql']} · {m['cpus']} CPUs ({m['cpu']}) · "
+        f"synchronous_commit={m['settings']['synchronous_commit']} · "
+        f"shared_buffers={m['settings']['shared_buffers']} · {meta['seconds']}s\n"
+    )
+    print(report.table(results))
+    print(
+        "\nreads: ratio = median / median of the balances table (same keys); "
+        "writes: ratio = median rows/s / no trigger."
+    )
+    path = report.write_json(results, meta)
+    print(f"JSON: {path.relative_to(db.BASE_DIR)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

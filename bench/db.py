@@ -1,0 +1,205 @@
+"""Set-up: a separate database, one organisation schema per variant, a key space, row generators.
+
+The bench database is `inventory_bench` on the embedded server (or BENCH_DATABASE_URL). Its
+schemas are made by the project's own code (migrate_schemas, organization_create), so tables,
+indexes and triggers are exactly what the migrations build; the variants then only swap the
+balance trigger:
+
+    bench       reads (the real statement-level trigger keeps the balances)
+    bench_none  writes, no balance trigger
+    bench_row   writes, a FOR EACH ROW upsert trigger (bench/sql/row_trigger.sql)
+    bench_stmt  writes, the real statement-level trigger with a transition table
+
+In these schemas only, the append-only guards are disabled so that TRUNCATE can reset tables.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+BENCH_DIR = Path(__file__).resolve().parent
+BASE_DIR = BENCH_DIR.parent
+BENCH_DB_NAME = "inventory_bench"
+
+READ_SCHEMA = "bench"
+WRITE_SCHEMAS = {"none": "bench_none", "row": "bench_row", "statement": "bench_stmt"}
+ALL_SCHEMAS = [READ_SCHEMA, *WRITE_SCHEMAS.values()]
+
+LEDGER_COLUMNS = (
+    "item_id, location_id, lot_id, qty_canonical, kind, reference, "
+    "occurred_at, recorded_at, recorded_by"
+)
+BALANCE_TRIGGER = "inventory_ledger_balance_trigger"  # the real one, statement level
+ROW_TRIGGER = "bench_balance_row_trigger"
+
+
+def bench_database_url() -> str:
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if url:
+        return url
+    from config.embedded_db import embedded_database_url
+
+    return embedded_database_url(BENCH_DB_NAME)
+
+
+def prepare_schemas(url: str) -> None:
+    """Migrate the bench database and create the bench organisations, with Django, then close."""
+    os.environ["DATABASE_URL"] = url  # settings read it; never the dev or test database
+    os.environ["DEBUG"] = "true"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from tenants.services import organization_create, public_tenant_ensure
+
+    # Every schema of this database: public, then any bench schema left by an earlier run.
+    call_command("migrate_schemas", executor="standard", interactive=False, verbosity=0)
+    public_tenant_ensure()
+    for schema in ALL_SCHEMAS:
+        organization_create(slug=schema.replace("_", "-"), name=f"Bench {schema}")
+    connection.close()
+
+
+def connect(url: str, schema: str) -> psycopg.Connection:
+    """A plain psycopg connection in autocommit, on one bench schema, never preparing statements
+    on the server (as Django does: each query is planned with its own values)."""
+    conn = psycopg.connect(url, autocommit=True, prepare_threshold=None)
+    conn.execute(f"SET search_path TO {schema}, public")
+    return conn
+
+
+def configure_variant(conn: psycopg.Connection, schema: str, variant: str) -> None:
+    """Guards off (bench schemas only) and the balance trigger of the variant in place."""
+    conn.execute("ALTER TABLE inventory_ledger DISABLE TRIGGER inventory_ledger_no_update_delete")
+    conn.execute("ALTER TABLE inventory_ledger DISABLE TRIGGER inventory_ledger_no_truncate")
+    conn.execute(f"DROP TRIGGER IF EXISTS {ROW_TRIGGER} ON inventory_ledger")
+    if variant in ("none", "row"):
+        conn.execute(f"DROP TRIGGER IF EXISTS {BALANCE_TRIGGER} ON inventory_ledger")
+    if variant == "row":
+        sql = (BENCH_DIR / "sql" / "row_trigger.sql").read_text()
+        conn.execute(sql.replace("{schema}", schema))
+    if variant == "statement":
+        exists = conn.execute(
+            "SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s",
+            [f"{schema}.inventory_ledger", BALANCE_TRIGGER],
+        ).fetchone()
+        if not exists:
+            raise RuntimeError(f"{schema}: the migrated {BALANCE_TRIGGER} is missing")
+
+
+def truncate_ledger(conn: psycopg.Connection) -> None:
+    conn.execute("TRUNCATE inventory_ledger, inventory_balances RESTART IDENTITY")
+
+
+@dataclass(frozen=True)
+class KeySpace:
+    item_ids: list[int]
+    keys: list[tuple[int, int, int | None]]  # (item_id, location_id, lot_id or None)
+
+
+def load_key_space(
+    conn: psycopg.Connection, items: int, locations: int, lot_every: int, lots_per_item: int
+) -> KeySpace:
+    """Fresh items, locations and lots. Every `lot_every`-th item is lot-tracked: its keys are
+    (item, location, lot) for each of its lots; other items have one key per location."""
+    conn.execute(
+        "TRUNCATE inventory_ledger, inventory_balances, inventory_postings, inventory_lots, "
+        "inventory_items, inventory_locations RESTART IDENTITY CASCADE"
+    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO inventory_items (sku, name, unit, is_active, created_at) "
+            "VALUES (%s, %s, 'ea', true, now())",
+            [(f"SKU-{i:05d}", f"Item {i}") for i in range(items)],
+        )
+        cur.executemany(
+            "INSERT INTO inventory_locations (code, name, site, is_active) "
+            "VALUES (%s, %s, '', true)",
+            [(f"LOC-{i:03d}", f"Location {i}") for i in range(locations)],
+        )
+    item_ids = [r[0] for r in conn.execute("SELECT id FROM inventory_items ORDER BY id")]
+    location_ids = [r[0] for r in conn.execute("SELECT id FROM inventory_locations ORDER BY id")]
+    lots: dict[int, list[int]] = {}
+    for n, item_id in enumerate(item_ids):
+        if lot_every and n % lot_every == 0:
+            lots[item_id] = [
+                conn.execute(
+                    "INSERT INTO inventory_lots (item_id, code) VALUES (%s, %s) RETURNING id",
+                    [item_id, f"LOT-{item_id}-{k}"],
+                ).fetchone()[0]
+                for k in range(lots_per_item)
+            ]
+    keys = [
+        (item_id, loc_id, lot_id)
+        for item_id in item_ids
+        for loc_id in location_ids
+        for lot_id in lots.get(item_id, [None])
+    ]
+    return KeySpace(item_ids=item_ids, keys=keys)
+
+
+# --- Row generators: everything is built before a timed loop starts ------------------------
+
+TS = "2026-01-01 00:00:00+00"
+NULL = "\\N"  # NULL in COPY text format
+
+
+def random_rows(rng: random.Random, keys, n: int):
+    """n ledger rows as (item_id, location_id, lot_id, qty text, kind), random key each."""
+    out = []
+    for _ in range(n):
+        item_id, loc_id, lot_id = keys[rng.randrange(len(keys))]
+        milli = rng.randint(1, 100_000)
+        if rng.random() < 0.4:
+            out.append((item_id, loc_id, lot_id, f"-{milli / 1000:.3f}", "issue"))
+        else:
+            out.append((item_id, loc_id, lot_id, f"{milli / 1000:.3f}", "receipt"))
+    return out
+
+
+def copy_chunks(rows, chunk_rows: int = 10_000) -> list[bytes]:
+    """COPY text-format data for the rows, in chunks."""
+    chunks = []
+    for start in range(0, len(rows), chunk_rows):
+        lines = [
+            f"{i}\t{loc}\t{NULL if lot is None else lot}\t{qty}\t{kind}\t\t{TS}\t{TS}\t\n"
+            for i, loc, lot, qty, kind in rows[start : start + chunk_rows]
+        ]
+        chunks.append("".join(lines).encode())
+    return chunks
+
+
+COPY_SQL = f"COPY inventory_ledger ({LEDGER_COLUMNS}) FROM STDIN"
+
+
+def copy_rows(conn: psycopg.Connection, chunks: list[bytes]) -> None:
+    """One COPY statement (one transaction) for all the chunks."""
+    with conn.cursor() as cur, cur.copy(COPY_SQL) as copy:
+        for chunk in chunks:
+            copy.write(chunk)
+
+
+def multirow_statements(rows, per_statement: int) -> list[str]:
+    """INSERT ... VALUES (...), (...) statements with literal values, per_statement rows each."""
+    stmts = []
+    for start in range(0, len(rows), per_statement):
+        values = ",".join(
+            f"({i},{loc},{'NULL' if lot is None else lot},{qty},'{kind}','',now(),now(),'')"
+            for i, loc, lot, qty, kind in rows[start : start + per_statement]
+        )
+        stmts.append(f"INSERT INTO inventory_ledger ({LEDGER_COLUMNS}) VALUES {values}")
+    return stmts
+
+
+SINGLE_INSERT_SQL = (
+    f"INSERT INTO inventory_ledger ({LEDGER_COLUMNS}) "
+    "VALUES (%s, %s, %s, %s::numeric, %s, '', now(), now(), '')"
+)

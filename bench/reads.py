@@ -1,0 +1,158 @@
+"""A. Balance reads: the trigger-kept inventory_balances table vs SUM over inventory_ledger.
+
+One schema (`bench`, with the real statement-level trigger) grows through the sizes: random rows
+are COPYed in until the ledger holds each size, then VACUUM ANALYZE, then the timed queries.
+Each random key (or page) is asked of both sides in turn, alternating which goes first, so the
+two medians see the same keys and the same machine state. Time is per query, client side: send,
+plan, execute, fetch.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import time
+
+from bench import db
+
+LOOKUP_TABLE = (
+    "SELECT qty_canonical FROM inventory_balances "
+    "WHERE item_id = %s AND location_id = %s AND lot_key = %s"
+)
+LOOKUP_LEDGER = (
+    "SELECT sum(qty_canonical) FROM inventory_ledger "
+    "WHERE item_id = %s AND location_id = %s AND lot_id IS NOT DISTINCT FROM %s"
+)
+PAGE_TABLE = (
+    "SELECT item_id, sum(qty_canonical) FROM inventory_balances "
+    "WHERE item_id = ANY(%s) GROUP BY item_id"
+)
+PAGE_LEDGER = (
+    "SELECT item_id, sum(qty_canonical) FROM inventory_ledger "
+    "WHERE item_id = ANY(%s) GROUP BY item_id"
+)
+LOAD_ROWS_PER_COPY = 100_000
+
+
+def _time_pairs(conn, table_sql, ledger_sql, params, budget_s: float, min_n: int):
+    """Per-query times (µs) of both queries over the same params; stops at the time budget."""
+    times = ([], [])
+    sqls = (table_sql, ledger_sql)
+    warm = max(3, min(50, len(params) // 20))
+    with conn.cursor() as cur:
+        for tp, lp in params[:warm]:
+            cur.execute(table_sql, tp).fetchall()
+            cur.execute(ledger_sql, lp).fetchall()
+        start = time.perf_counter()
+        for n, pair in enumerate(params[warm:]):
+            for side in (0, 1) if n % 2 == 0 else (1, 0):
+                t0 = time.perf_counter_ns()
+                cur.execute(sqls[side], pair[side])
+                cur.fetchall()
+                times[side].append((time.perf_counter_ns() - t0) / 1000)
+            if n + 1 >= min_n and time.perf_counter() - start > budget_s:
+                break
+    return times
+
+
+def _plan(conn, sql, params) -> str:
+    """The plan's node chain, e.g. 'Aggregate > Index Scan on inventory_ledger'."""
+    plan = conn.execute("EXPLAIN (FORMAT JSON) " + sql, params).fetchone()[0][0]["Plan"]
+    nodes = []
+    while plan:
+        name = plan["Node Type"]
+        if "Index Name" in plan:
+            name += f" {plan['Index Name']}"
+        elif "Relation Name" in plan:
+            name += f" {plan['Relation Name']}"
+        nodes.append(name)
+        plan = (plan.get("Plans") or [None])[0]
+    return " > ".join(nodes)
+
+
+def _p95(xs) -> float:
+    return statistics.quantiles(xs, n=20)[-1] if len(xs) >= 20 else max(xs)
+
+
+def _rows(what, size, times, plans) -> list[dict]:
+    table, ledger = times
+    base = statistics.median(table)
+    out = []
+    for variant, xs, plan in (
+        ("balances table", table, plans[0]),
+        ("SUM(ledger)", ledger, plans[1]),
+    ):
+        med = statistics.median(xs)
+        out.append(
+            {
+                "section": "read",
+                "what": what,
+                "variant": variant,
+                "size": size,
+                "n": len(xs),
+                "unit": "µs/query",
+                "median": med,
+                "p95": _p95(xs),
+                "ratio": med / base,
+                "plan": plan,
+            }
+        )
+    return out
+
+
+def _check(conn, keys, rng) -> None:
+    for item_id, loc_id, lot_id in rng.sample(keys, min(50, len(keys))):
+        table = conn.execute(LOOKUP_TABLE, (item_id, loc_id, lot_id or 0)).fetchone()
+        ledger = conn.execute(LOOKUP_LEDGER, (item_id, loc_id, lot_id)).fetchone()[0]
+        if (table[0] if table else None) != ledger:
+            raise AssertionError(f"balance {table} != ledger sum {ledger} for {item_id, loc_id}")
+
+
+def run(url: str, cfg, log) -> list[dict]:
+    schema = db.READ_SCHEMA
+    conn = db.connect(url, schema)
+    db.configure_variant(conn, schema, "statement")
+    space = db.load_key_space(conn, cfg.items, cfg.locations, cfg.lot_every, cfg.lots_per_item)
+    keys, item_ids = space.keys, space.item_ids
+    page = min(50, len(item_ids))
+    rng = random.Random(cfg.seed + 1)
+    log(f"reads: {len(keys)} keys, {len(item_ids)} items, pages of {page} items")
+
+    results = []
+    loaded = 0
+    for size in sorted(cfg.sizes):
+        t0 = time.perf_counter()
+        while loaded < size:
+            n = min(LOAD_ROWS_PER_COPY, size - loaded)
+            db.copy_rows(conn, db.copy_chunks(db.random_rows(rng, keys, n)))
+            loaded += n
+        conn.execute("VACUUM ANALYZE inventory_ledger, inventory_balances")
+        _check(conn, keys, rng)
+        log(f"  ledger at {size:,} rows (loaded in {time.perf_counter() - t0:.1f}s)")
+
+        lookups = []
+        for _ in range(cfg.lookups):
+            item_id, loc_id, lot_id = keys[rng.randrange(len(keys))]
+            lookups.append(((item_id, loc_id, lot_id or 0), (item_id, loc_id, lot_id)))
+        times = _time_pairs(conn, LOOKUP_TABLE, LOOKUP_LEDGER, lookups, cfg.budget_s, 100)
+        plans = (
+            _plan(conn, LOOKUP_TABLE, lookups[0][0]),
+            _plan(conn, LOOKUP_LEDGER, lookups[0][1]),
+        )
+        results += _rows("balance lookup (1 key)", size, times, plans)
+
+        pages = []
+        for _ in range(cfg.pages):
+            start = rng.randrange(len(item_ids) - page + 1)
+            ids = item_ids[start : start + page]
+            pages.append(((ids,), (ids,)))
+        times = _time_pairs(conn, PAGE_TABLE, PAGE_LEDGER, pages, cfg.budget_s, 20)
+        plans = (_plan(conn, PAGE_TABLE, pages[0][0]), _plan(conn, PAGE_LEDGER, pages[0][1]))
+        results += _rows(f"on-hand, page of {page} items", size, times, plans)
+        for r in results[-4:]:
+            log(
+                f"    {r['what']:<28} {r['variant']:<15} median {r['median']:,.0f} µs  ({r['plan']})"
+            )
+    db.truncate_ledger(conn)
+    conn.close()
+    return results

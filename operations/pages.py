@@ -1,0 +1,37 @@
+"""Backups page for platform admins: recent backups with size, age and monitor result; take one now."""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from operations.dispatch import job_start
+from operations.models import BackupCheck, BackupRecord, JobRun
+from tenants.access import platform_admin_required
+
+
+@platform_admin_required
+@require_GET
+def backups_page(request) -> HttpResponse:
+    records = list(BackupRecord.objects.order_by("-started_at")[:30])
+    checks = list(BackupCheck.objects.select_related("backup").order_by("-checked_at")[:10])
+    running = JobRun.objects.filter(
+        kind=JobRun.Kind.BACKUP, status__in=["queued", "running"]
+    ).first()
+    return render(
+        request,
+        "operations/backups.html",
+        {"records": records, "checks": checks, "running": running},
+    )
+
+
+@platform_admin_required
+@require_POST
+def backup_now(request) -> HttpResponse:
+    job = job_start(kind=JobRun.Kind.BACKUP, requested_by=request.user.get_username())
+    if request.headers.get("HX-Request"):
+        return render(request, "operations/_job.html", {"job": job})
+    from django.shortcuts import redirect
+
+    return redirect("backups")

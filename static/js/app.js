@@ -1,0 +1,22 @@
+// Small progressive enhancements; every page works without them.
+document.addEventListener("click", function (event) {
+  const button = event.target.closest("[data-copy]");
+  if (!button) return;
+  const source = document.getElementById(button.dataset.copy);
+  if (!source) return;
+  const text = source.textContent.trim();
+  const done = function () { button.textContent = "Copied"; };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text).then(done, function () { selectText(source); });
+  } else {
+    selectText(source);
+    try { document.execCommand("copy"); done(); } catch (e) { /* selection is left for the user */ }
+  }
+});
+function selectText(node) {
+  const range = document.createRange();
+  range.selectNodeContents(node);
+  const selection = window.getSelection();
+  selection.removeAllRanges();
+  selection.addRange(range);
+}

@@ -1,0 +1,91 @@
+"""Who may see which organisation's pages. Platform admins (superusers) see every organisation;
+support staff the organisations they support; owners (and org admins) their own."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from tenants.models import Membership, Organization
+
+OWNER_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
+SUPPORT_ROLES = (Membership.Role.SUPPORT, Membership.Role.ADMIN)
+
+
+def is_platform_admin(user) -> bool:
+    return bool(user.is_authenticated and user.is_superuser)
+
+
+def tenant_orgs():
+    return Organization.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+
+
+def orgs_for(user, roles) -> list[Organization]:
+    if is_platform_admin(user):
+        return list(tenant_orgs().order_by("slug"))
+    if not user.is_authenticated:
+        return []
+    return list(
+        tenant_orgs()
+        .filter(memberships__user=user, memberships__role__in=roles)
+        .order_by("slug")
+        .distinct()
+    )
+
+
+def roles_of(user) -> set[str]:
+    if not user.is_authenticated:
+        return set()
+    roles = set(Membership.objects.filter(user=user).values_list("role", flat=True))
+    if user.is_superuser:
+        roles.add("platform_admin")
+    return roles
+
+
+def org_or_404(user, slug: str, roles) -> Organization:
+    """The organisation if the user may see it in one of `roles`; 404 otherwise (its existence is
+    not revealed to outsiders)."""
+    org = tenant_orgs().filter(slug=slug).first()
+    if org is None:
+        raise Http404("No such organisation.")
+    if is_platform_admin(user):
+        return org
+    if not Membership.objects.filter(user=user, organization=org, role__in=roles).exists():
+        raise Http404("No such organisation.")
+    return org
+
+
+def page_login_required(view):
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def platform_admin_required(view):
+    @page_login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not is_platform_admin(request.user):
+            raise PermissionDenied("Platform admins only.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def support_required(view):
+    @page_login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not (is_platform_admin(request.user) or roles_of(request.user) & set(SUPPORT_ROLES)):
+            raise PermissionDenied("Support staff only.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
