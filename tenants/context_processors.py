@@ -10,8 +10,11 @@ def navigation(request) -> dict:
 
     def load():
         admin = is_platform_admin(user)
-        return {"admin": admin, "support": admin or bool(orgs_for(user, SUPPORT_ROLES)),
-                "owned": orgs_for(user, OWNER_ROLES)}
+        return {
+            "admin": admin,
+            "support": admin or bool(orgs_for(user, SUPPORT_ROLES)),
+            "owned": orgs_for(user, OWNER_ROLES),
+        }
 
     from django.utils.functional import SimpleLazyObject
 

@@ -94,6 +94,23 @@ def test_incremental_sees_a_transaction_that_commits_after_a_later_one(committed
     assert full.differences_found == 1
 
 
+def wait_until_no_transaction_older_than(conn, xid: int, seconds: float = 10) -> None:
+    """The watermark is the cluster-wide snapshot xmin, which any transaction open anywhere on
+    the server (another database included) holds back; wait for strangers to finish so the
+    test measures what it means to."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while (
+        conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()[0]
+        <= xid
+    ):
+        conn.rollback()
+        assert time.monotonic() < deadline, "a transaction elsewhere on the server stayed open"
+        time.sleep(0.05)
+    conn.rollback()
+
+
 def test_incremental_checks_only_keys_touched_since_the_last_run(committed):
     with schema_context("acme"):
         items, locations, _ = make_catalog(items=4, locations=1, lots_per_item=0)
@@ -101,7 +118,9 @@ def test_incremental_checks_only_keys_touched_since_the_last_run(committed):
     with committed.connect("acme") as conn:
         for item in items:
             conn.execute(INSERT, [item.id, loc, None, Decimal("100")])
+        inserted_xid = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()[0]
         conn.commit()
+        wait_until_no_transaction_older_than(conn, inserted_xid)
         with schema_context("acme"):
             reconciliation_run(mode="full")
         # Skew item 0 without touching its ledger (incremental skips it); touch and skew item 1.
