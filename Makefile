@@ -9,7 +9,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 DEPS_STAMP := $(VENV)/.deps-$(shell cat requirements.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test bench lint db db-stop psql migrate demo clean e2e-deps check-deploy
+.PHONY: setup run test bench lint db db-stop psql migrate demo clean browser check-deploy
 
 setup: $(DEPS_STAMP) .env migrate demo
 
@@ -36,8 +36,21 @@ demo: migrate
 run: setup
 	$(BIN)/python scripts/run_dev.py
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser tests drive Debian's chromium (Playwright's own browser download does not work
+# here). Installed once; a machine without apt or root must provide CHROMIUM_PATH itself.
+CHROMIUM_PATH ?= /usr/bin/chromium
+export CHROMIUM_PATH
+browser:
+	@test -x "$(CHROMIUM_PATH)" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing: run 'sudo apt-get install chromium' (or set CHROMIUM_PATH)" >&2; exit 1; \
+	  fi; }
 
 bench: setup
 	$(BIN)/python -m bench
