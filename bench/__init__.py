@@ -1,0 +1,1 @@
+"""`python -m bench`: balance reads and ledger write throughput; see docs/PERFORMANCE.md."""

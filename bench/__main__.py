@@ -100,6 +100,8 @@ def main(argv=None) -> int:
     log("preparing the bench database (migrate_schemas, bench organisations)")
     db.prepare_schemas(url)
     meta = {"machine": report.machine(url), "config": vars(cfg), "quick": args.quick}
+    meta["loadavg_start"] = os.getloadavg()
+    log(f"load average {meta['loadavg_start'][0]:.2f} (other work on the machine skews results)")
 
     results = []
     if args.only != "writes":
@@ -107,12 +109,14 @@ def main(argv=None) -> int:
     if args.only != "reads":
         results += writes.run(url, cfg, log)
     meta["seconds"] = round(time.perf_counter() - started, 1)
+    meta["loadavg_end"] = os.getloadavg()
 
     m = meta["machine"]
     print(
         f"\nPostgreSQL {m['postgresql']} · {m['cpus']} CPUs ({m['cpu']}) · "
         f"synchronous_commit={m['settings']['synchronous_commit']} · "
-        f"shared_buffers={m['settings']['shared_buffers']} · {meta['seconds']}s\n"
+        f"shared_buffers={m['settings']['shared_buffers']} · {meta['seconds']}s · "
+        f"load average {meta['loadavg_start'][0]:.2f} at start\n"
     )
     print(report.table(results))
     print(

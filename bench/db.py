@@ -9,6 +9,9 @@ balance trigger:
     bench_none  writes, no balance trigger
     bench_row   writes, a FOR EACH ROW upsert trigger (bench/sql/row_trigger.sql)
     bench_stmt  writes, the real statement-level trigger with a transition table
+    bench_stmt_static  writes, the same trigger with static SQL (bench/sql/statement_static.sql)
+    bench_bare  writes, reference only: a plain schema whose inventory_ledger has the same columns,
+                defaults and CHECKs but no foreign keys, no secondary index and no trigger
 
 In these schemas only, the append-only guards are disabled so that TRUNCATE can reset tables.
 """
@@ -27,15 +30,25 @@ BASE_DIR = BENCH_DIR.parent
 BENCH_DB_NAME = "inventory_bench"
 
 READ_SCHEMA = "bench"
-WRITE_SCHEMAS = {"none": "bench_none", "row": "bench_row", "statement": "bench_stmt"}
+WRITE_SCHEMAS = {
+    "none": "bench_none",
+    "row": "bench_row",
+    "statement": "bench_stmt",
+    "statement-static": "bench_stmt_static",
+}
 ALL_SCHEMAS = [READ_SCHEMA, *WRITE_SCHEMAS.values()]
+BARE_SCHEMA = "bench_bare"  # not an organisation; made from bench_none's tables
 
 LEDGER_COLUMNS = (
     "item_id, location_id, lot_id, qty_canonical, kind, reference, "
     "occurred_at, recorded_at, recorded_by"
 )
 BALANCE_TRIGGER = "inventory_ledger_balance_trigger"  # the real one, statement level
-ROW_TRIGGER = "bench_balance_row_trigger"
+# Bench-only triggers: variant -> (trigger name, SQL file in bench/sql/)
+BENCH_TRIGGERS = {
+    "row": ("bench_balance_row_trigger", "row_trigger.sql"),
+    "statement-static": ("bench_balance_statement_static_trigger", "statement_static.sql"),
+}
 
 
 def bench_database_url() -> str:
@@ -69,9 +82,10 @@ def prepare_schemas(url: str) -> None:
 
 
 def connect(url: str, schema: str) -> psycopg.Connection:
-    """A plain psycopg connection in autocommit, on one bench schema, never preparing statements
-    on the server (as Django does: each query is planned with its own values)."""
-    conn = psycopg.connect(url, autocommit=True, prepare_threshold=None)
+    """A plain psycopg connection in autocommit on one bench schema. psycopg's default: a query
+    run 5 times becomes a server-side prepared statement. (Django binds on the client side and
+    so parses and plans every query: some tens of µs more per query; see docs/PERFORMANCE.md.)"""
+    conn = psycopg.connect(url, autocommit=True)
     conn.execute(f"SET search_path TO {schema}, public")
     return conn
 
@@ -80,11 +94,12 @@ def configure_variant(conn: psycopg.Connection, schema: str, variant: str) -> No
     """Guards off (bench schemas only) and the balance trigger of the variant in place."""
     conn.execute("ALTER TABLE inventory_ledger DISABLE TRIGGER inventory_ledger_no_update_delete")
     conn.execute("ALTER TABLE inventory_ledger DISABLE TRIGGER inventory_ledger_no_truncate")
-    conn.execute(f"DROP TRIGGER IF EXISTS {ROW_TRIGGER} ON inventory_ledger")
-    if variant in ("none", "row"):
+    for trigger, _ in BENCH_TRIGGERS.values():
+        conn.execute(f"DROP TRIGGER IF EXISTS {trigger} ON inventory_ledger")
+    if variant != "statement":
         conn.execute(f"DROP TRIGGER IF EXISTS {BALANCE_TRIGGER} ON inventory_ledger")
-    if variant == "row":
-        sql = (BENCH_DIR / "sql" / "row_trigger.sql").read_text()
+    if variant in BENCH_TRIGGERS:
+        sql = (BENCH_DIR / "sql" / BENCH_TRIGGERS[variant][1]).read_text()
         conn.execute(sql.replace("{schema}", schema))
     if variant == "statement":
         exists = conn.execute(
@@ -95,8 +110,36 @@ def configure_variant(conn: psycopg.Connection, schema: str, variant: str) -> No
             raise RuntimeError(f"{schema}: the migrated {BALANCE_TRIGGER} is missing")
 
 
+def create_bare(conn: psycopg.Connection) -> None:
+    """bench_bare.inventory_ledger: the ledger's columns, defaults, identity and CHECKs with only a
+    primary key; no foreign keys, secondary indexes or triggers. Remade on every run."""
+    conn.execute(f"DROP SCHEMA IF EXISTS {BARE_SCHEMA} CASCADE")
+    conn.execute(f"CREATE SCHEMA {BARE_SCHEMA}")
+    for table in ("inventory_ledger", "inventory_balances"):
+        conn.execute(
+            f"CREATE TABLE {BARE_SCHEMA}.{table} "
+            f"(LIKE {WRITE_SCHEMAS['none']}.{table} INCLUDING ALL EXCLUDING INDEXES)"
+        )
+        conn.execute(f"ALTER TABLE {BARE_SCHEMA}.{table} ADD PRIMARY KEY (id)")
+
+
 def truncate_ledger(conn: psycopg.Connection) -> None:
     conn.execute("TRUNCATE inventory_ledger, inventory_balances RESTART IDENTITY")
+
+
+_can_checkpoint = True
+
+
+def checkpoint(conn: psycopg.Connection) -> None:
+    """CHECKPOINT before a timed phase, so that no checkpoint started by earlier writes (a 200k
+    row COPY writes ~150 MB of WAL) flushes pages during it. Needs superuser or pg_checkpoint;
+    skipped without."""
+    global _can_checkpoint
+    if _can_checkpoint:
+        try:
+            conn.execute("CHECKPOINT")
+        except psycopg.errors.InsufficientPrivilege:
+            _can_checkpoint = False
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 One schema (`bench`, with the real statement-level trigger) grows through the sizes: random rows
 are COPYed in until the ledger holds each size, then VACUUM ANALYZE, then the timed queries.
 Each random key (or page) is asked of both sides in turn, alternating which goes first, so the
-two medians see the same keys and the same machine state. Time is per query, client side: send,
-plan, execute, fetch.
+two medians see the same keys and the same machine state; `SELECT 1` runs in the same rotation as
+the floor (one round trip). Time is per query, client side: send, execute, fetch.
 """
 
 from __future__ import annotations
@@ -31,25 +31,28 @@ PAGE_LEDGER = (
     "SELECT item_id, sum(qty_canonical) FROM inventory_ledger "
     "WHERE item_id = ANY(%s) GROUP BY item_id"
 )
+# The floor: one round trip to the server that does (almost) nothing.
+ROUND_TRIP = "SELECT 1"
 LOAD_ROWS_PER_COPY = 100_000
 
 
-def _time_pairs(conn, table_sql, ledger_sql, params, budget_s: float, min_n: int):
-    """Per-query times (µs) of both queries over the same params; stops at the time budget."""
-    times = ([], [])
-    sqls = (table_sql, ledger_sql)
+def _time_queries(conn, sqls, params, budget_s: float, min_n: int) -> list[list[float]]:
+    """Per-query times (µs) of each of `sqls`, run in turn (rotating which goes first) for each
+    tuple of params in `params`; stops at the time budget once min_n rounds are done."""
+    times = [[] for _ in sqls]
     warm = max(3, min(50, len(params) // 20))
     with conn.cursor() as cur:
-        for tp, lp in params[:warm]:
-            cur.execute(table_sql, tp).fetchall()
-            cur.execute(ledger_sql, lp).fetchall()
+        for row in params[:warm]:
+            for sql, p in zip(sqls, row, strict=True):
+                cur.execute(sql, p).fetchall()
         start = time.perf_counter()
-        for n, pair in enumerate(params[warm:]):
-            for side in (0, 1) if n % 2 == 0 else (1, 0):
+        for n, row in enumerate(params[warm:]):
+            for k in range(len(sqls)):
+                i = (n + k) % len(sqls)
                 t0 = time.perf_counter_ns()
-                cur.execute(sqls[side], pair[side])
+                cur.execute(sqls[i], row[i])
                 cur.fetchall()
-                times[side].append((time.perf_counter_ns() - t0) / 1000)
+                times[i].append((time.perf_counter_ns() - t0) / 1000)
             if n + 1 >= min_n and time.perf_counter() - start > budget_s:
                 break
     return times
@@ -74,14 +77,11 @@ def _p95(xs) -> float:
     return statistics.quantiles(xs, n=20)[-1] if len(xs) >= 20 else max(xs)
 
 
-def _rows(what, size, times, plans) -> list[dict]:
-    table, ledger = times
-    base = statistics.median(table)
+def _rows(what, size, variants, times, plans) -> list[dict]:
+    """Result rows; the ratio is to the first variant (the balances table)."""
+    base = statistics.median(times[0])
     out = []
-    for variant, xs, plan in (
-        ("balances table", table, plans[0]),
-        ("SUM(ledger)", ledger, plans[1]),
-    ):
+    for variant, xs, plan in zip(variants, times, plans, strict=True):
         med = statistics.median(xs)
         out.append(
             {
@@ -127,31 +127,34 @@ def run(url: str, cfg, log) -> list[dict]:
             db.copy_rows(conn, db.copy_chunks(db.random_rows(rng, keys, n)))
             loaded += n
         conn.execute("VACUUM ANALYZE inventory_ledger, inventory_balances")
+        db.checkpoint(conn)
         _check(conn, keys, rng)
         log(f"  ledger at {size:,} rows (loaded in {time.perf_counter() - t0:.1f}s)")
 
         lookups = []
         for _ in range(cfg.lookups):
             item_id, loc_id, lot_id = keys[rng.randrange(len(keys))]
-            lookups.append(((item_id, loc_id, lot_id or 0), (item_id, loc_id, lot_id)))
-        times = _time_pairs(conn, LOOKUP_TABLE, LOOKUP_LEDGER, lookups, cfg.budget_s, 100)
-        plans = (
-            _plan(conn, LOOKUP_TABLE, lookups[0][0]),
-            _plan(conn, LOOKUP_LEDGER, lookups[0][1]),
-        )
-        results += _rows("balance lookup (1 key)", size, times, plans)
+            lookups.append(((item_id, loc_id, lot_id or 0), (item_id, loc_id, lot_id), ()))
+        sqls = (LOOKUP_TABLE, LOOKUP_LEDGER, ROUND_TRIP)
+        times = _time_queries(conn, sqls, lookups, cfg.budget_s, 100)
+        plans = [_plan(conn, q, p) for q, p in zip(sqls, lookups[0], strict=True)]
+        variants = ("balances table", "SUM(ledger)", "SELECT 1 (floor)")
+        results += _rows("balance lookup (1 key)", size, variants, times, plans)
 
         pages = []
         for _ in range(cfg.pages):
             start = rng.randrange(len(item_ids) - page + 1)
             ids = item_ids[start : start + page]
             pages.append(((ids,), (ids,)))
-        times = _time_pairs(conn, PAGE_TABLE, PAGE_LEDGER, pages, cfg.budget_s, 20)
-        plans = (_plan(conn, PAGE_TABLE, pages[0][0]), _plan(conn, PAGE_LEDGER, pages[0][1]))
-        results += _rows(f"on-hand, page of {page} items", size, times, plans)
-        for r in results[-4:]:
+        sqls = (PAGE_TABLE, PAGE_LEDGER)
+        times = _time_queries(conn, sqls, pages, cfg.budget_s, 20)
+        plans = [_plan(conn, q, p) for q, p in zip(sqls, pages[0], strict=True)]
+        what = f"on-hand, page of {page} items"
+        results += _rows(what, size, ("balances table", "SUM(ledger)"), times, plans)
+        for r in results[-5:]:
             log(
-                f"    {r['what']:<28} {r['variant']:<15} median {r['median']:,.0f} µs  ({r['plan']})"
+                f"    {r['what']:<28} {r['variant']:<16} median {r['median']:,.0f} µs"
+                f"  ({r['plan']})"
             )
     db.truncate_ledger(conn)
     conn.close()

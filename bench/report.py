@@ -47,12 +47,13 @@ def table(results: list[dict]) -> str:
 
     def fmt(row):
         return "  ".join(
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
 
     out = [fmt(header), fmt(["-" * w for w in widths])]
     prev = None
-    for r, row in zip(results, lines):
+    for r, row in zip(results, lines, strict=True):
         key = (r["section"], r["what"], r["size"])
         if prev is not None and key != prev:
             out.append("")

@@ -160,7 +160,7 @@ def item_page(request, slug: str, item_id: int) -> HttpResponse:
         history = (
             LedgerEntry.objects.filter(item=item).select_related("location", "lot").order_by("-id")
         )
-        if before and before.isdigit():
+        if before and before.isascii() and before.isdigit():
             history = history.filter(id__lt=int(before))
         entries = list(history[: HISTORY_PAGE + 1])
         lots = list(Lot.objects.filter(item=item).order_by("code"))

@@ -17,7 +17,8 @@ TENANT_JOBS = {
 
 def job_start(*, kind: str, schema_name: str = "", requested_by: str = "", **kwargs) -> JobRun:
     if kind == JobRun.Kind.BACKUP:
-        job = job_run_create(kind=kind, requested_by=requested_by)
+        # The whole database is backed up; the schema only records which runbook asked for it.
+        job = job_run_create(kind=kind, schema_name=schema_name, requested_by=requested_by)
         async_task("operations.tasks.backup_database", job.id, task_name=f"backup job {job.id}")
     elif kind == JobRun.Kind.RECONCILE:
         job = job_run_create(kind=kind, schema_name=schema_name, requested_by=requested_by)

@@ -54,9 +54,13 @@ def queue_page(request) -> HttpResponse:
     ):
         if value:
             try:
-                qs = qs.filter(**{lookup: Decimal(value)})
+                number = Decimal(value)
             except InvalidOperation:
+                number = None
+            if number is None or not number.is_finite():
                 errors.append(f"“{value}” is not a number ({name} size).")
+            else:
+                qs = qs.filter(**{lookup: number})
     qs = qs.select_related("organization", "resolved_by").order_by("-abs_difference", "-id")
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
     runs = (
@@ -132,7 +136,7 @@ def discrepancy_resolve(request, pk: int, action: str) -> HttpResponse:
 @require_POST
 def bulk_approve(request) -> HttpResponse:
     _, qs = _visible(request)
-    ids = [int(i) for i in request.POST.getlist("ids") if i.isdigit()]
+    ids = sorted({int(i) for i in request.POST.getlist("ids") if i.isascii() and i.isdigit()})
     if not ids:
         messages.error(request, "Select at least one discrepancy to approve.")
         return _back(request)

@@ -105,7 +105,11 @@ def runbook_page(request, slug: str) -> HttpResponse:
 def runbook_job(request, slug: str, kind: str) -> HttpResponse:
     org = org_or_404(request.user, slug, ())
     if kind not in RUNBOOK_JOBS:
-        return HttpResponse(f"Unknown job {kind!r}.", status=400)
+        return HttpResponse(
+            f"Unknown job; use one of: {', '.join(sorted(RUNBOOK_JOBS))}.",
+            status=400,
+            content_type="text/plain; charset=utf-8",
+        )
     job = job_start(
         kind=kind, schema_name=org.schema_name, requested_by=request.user.get_username()
     )

@@ -1,0 +1,148 @@
+"""The API keys page (owners and org admins of the organisation, platform admins): list, create
+with the raw key shown once, revoke; nobody else may do any of it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tenants.models import ApiKey
+from tests.factories import make_user
+from tests.pages.conftest import client_for
+from tests.pages.helpers import assert_login_redirect, messages_of, table_body, text
+
+pytestmark = pytest.mark.django_db
+
+
+def listed_prefixes(response) -> list[str]:
+    assert response.status_code == 200
+    return re.findall(r'<tr data-prefix="([0-9a-f]+)">', table_body(text(response), "keys"))
+
+
+def test_it_lists_the_organisations_keys(as_acme_owner, acme_key, globex_key):
+    acme_prefix, globex_prefix = acme_key.split("_")[1], globex_key.split("_")[1]
+    response = as_acme_owner.get("/orgs/acme/api-keys/")
+    assert listed_prefixes(response) == [acme_prefix]
+    html = text(response)
+    assert f"ie_{acme_prefix}_…" in html and "acme tests" in html
+    assert acme_key not in html  # never the secret
+    assert globex_prefix not in html
+
+
+def test_it_creates_a_key_and_shows_it_once(as_acme_owner, acme_owner, acme):
+    response = as_acme_owner.post("/orgs/acme/api-keys/", {"label": "  warehouse scanner "})
+    assert response.status_code == 200
+    key = ApiKey.objects.get(organization=acme)
+    assert key.label == "warehouse scanner" and key.created_by == acme_owner
+    html = text(response)
+    raw = re.search(r'<p class="secret" id="raw-key">([^<]+)</p>', html)[1]
+    assert raw.startswith(f"ie_{key.prefix}_") and len(raw) > len(f"ie_{key.prefix}_") + 20
+    assert "no-store" in response["Cache-Control"]
+    assert listed_prefixes(response) == [key.prefix]
+
+    later = as_acme_owner.get("/orgs/acme/api-keys/")
+    assert raw not in text(later) and 'id="raw-key"' not in text(later)
+    assert listed_prefixes(later) == [key.prefix]
+    assert "no-store" not in later.get("Cache-Control", "")
+
+
+def test_the_created_key_opens_the_api(as_acme_owner, acme):
+    html = text(as_acme_owner.post("/orgs/acme/api-keys/", {"label": "ci"}))
+    raw = re.search(r'id="raw-key">([^<]+)<', html)[1]
+    api = client_for(None)
+    assert api.get("/api/items", HTTP_X_API_KEY=raw).status_code == 200
+    assert api.get("/api/items", HTTP_X_API_KEY=raw[:-1] + "x").status_code == 401
+
+
+def test_it_refuses_an_empty_label(as_acme_owner, acme):
+    response = as_acme_owner.post("/orgs/acme/api-keys/", {"label": "   "})
+    assert response.status_code == 400
+    html = text(response)
+    assert 'id="key-error"' in html and "needs a label" in html
+    assert 'aria-invalid="true"' in html and 'id="raw-key"' not in html
+    assert ApiKey.objects.filter(organization=acme).count() == 0
+
+
+def test_it_refuses_a_label_too_long(as_acme_owner, acme):
+    response = as_acme_owner.post("/orgs/acme/api-keys/", {"label": "x" * 101})
+    assert response.status_code == 400 and "longer than 100" in text(response)
+    assert ApiKey.objects.count() == 0
+
+
+def test_it_revokes_a_key(as_acme_owner, acme_key):
+    key = ApiKey.objects.get(prefix=acme_key.split("_")[1])
+    response = as_acme_owner.post(f"/orgs/acme/api-keys/{key.id}/revoke/", follow=True)
+    assert response.redirect_chain == [("/orgs/acme/api-keys/", 302)]
+    assert f"Key {key.prefix} (acme tests) revoked." in messages_of(response)
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    body = table_body(text(response), "keys")
+    assert "revoked" in body and f"/api-keys/{key.id}/revoke/" not in body
+    # The revoked key no longer opens the API.
+    assert client_for(None).get("/api/items", HTTP_X_API_KEY=acme_key).status_code == 401
+
+
+def test_revoking_twice_keeps_the_first_time(as_acme_owner, acme_key):
+    key = ApiKey.objects.get(prefix=acme_key.split("_")[1])
+    as_acme_owner.post(f"/orgs/acme/api-keys/{key.id}/revoke/")
+    key.refresh_from_db()
+    first = key.revoked_at
+    assert as_acme_owner.post(f"/orgs/acme/api-keys/{key.id}/revoke/").status_code == 302
+    key.refresh_from_db()
+    assert key.revoked_at == first
+
+
+def test_it_revokes_only_on_post(as_acme_owner, acme_key):
+    key = ApiKey.objects.get(prefix=acme_key.split("_")[1])
+    assert as_acme_owner.get(f"/orgs/acme/api-keys/{key.id}/revoke/").status_code == 405
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    assert as_acme_owner.delete("/orgs/acme/api-keys/").status_code == 405
+
+
+# --- outsiders -----------------------------------------------------------------------------------
+
+
+def test_another_organisations_owner_cannot_list_create_or_revoke(as_globex_owner, acme, acme_key):
+    key = ApiKey.objects.get(prefix=acme_key.split("_")[1])
+    assert as_globex_owner.get("/orgs/acme/api-keys/").status_code == 404
+    assert as_globex_owner.post("/orgs/acme/api-keys/", {"label": "sneaky"}).status_code == 404
+    assert as_globex_owner.post(f"/orgs/acme/api-keys/{key.id}/revoke/").status_code == 404
+    # Nor by naming the other organisation's key under their own organisation.
+    assert as_globex_owner.post(f"/orgs/globex/api-keys/{key.id}/revoke/").status_code == 404
+    key.refresh_from_db()
+    assert key.revoked_at is None
+    assert ApiKey.objects.filter(organization=acme).count() == 1
+
+
+def test_support_staff_cannot_manage_keys(as_acme_support, acme_key):
+    key = ApiKey.objects.get(prefix=acme_key.split("_")[1])
+    assert as_acme_support.get("/orgs/acme/api-keys/").status_code == 404
+    assert as_acme_support.post("/orgs/acme/api-keys/", {"label": "x"}).status_code == 404
+    assert as_acme_support.post(f"/orgs/acme/api-keys/{key.id}/revoke/").status_code == 404
+    key.refresh_from_db()
+    assert key.revoked_at is None and ApiKey.objects.count() == 1
+
+
+def test_anonymous_visitors_are_asked_to_log_in_for_keys(anon, acme_key):
+    key = ApiKey.objects.get(prefix=acme_key.split("_")[1])
+    assert_login_redirect(anon.get("/orgs/acme/api-keys/"), "/orgs/acme/api-keys/")
+    response = anon.post("/orgs/acme/api-keys/", {"label": "x"})
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    response = anon.post(f"/orgs/acme/api-keys/{key.id}/revoke/")
+    assert response.status_code == 302 and response["Location"].startswith("/login/")
+    key.refresh_from_db()
+    assert key.revoked_at is None and ApiKey.objects.count() == 1
+
+
+def test_org_admins_and_platform_admins_manage_keys(acme, as_admin):
+    org_admin = client_for(make_user("acme-admin", org=acme, role="admin"))
+    assert org_admin.post("/orgs/acme/api-keys/", {"label": "by org admin"}).status_code == 200
+    assert as_admin.post("/orgs/acme/api-keys/", {"label": "by platform"}).status_code == 200
+    assert sorted(ApiKey.objects.values_list("label", flat=True)) == ["by org admin", "by platform"]
+
+
+def test_unknown_organisation_is_404(as_admin):
+    assert as_admin.get("/orgs/nope/api-keys/").status_code == 404
+    assert as_admin.post("/orgs/nope/api-keys/1/revoke/").status_code == 404

@@ -1,0 +1,318 @@
+"""The balance browser (owners and platform admins): filters, sorting, pages, the CSV export of
+exactly the filtered rows, and an item's page with its ledger history."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+from django_tenants.utils import schema_context
+
+from tests.inventory.helpers import make_catalog
+from tests.pages.conftest import client_for
+from tests.pages.helpers import assert_login_redirect, post, stock_keys, table_body, text
+
+pytestmark = pytest.mark.django_db
+
+ROW = re.compile(
+    r'<tr><td><a href="/orgs/[\w-]+/items/(\d+)/">([^<]+)</a>.*?</td>\s*'
+    r"<td>([^<]*)</td><td>([^<]*)</td>\s*<td class=\"num[^\"]*\">([^<]*)</td>",
+    re.S,
+)
+
+
+def rows(response) -> list[tuple[str, str, str, str]]:
+    """(sku, location, lot, qty) of each balance row shown."""
+    assert response.status_code == 200, response.status_code
+    body = table_body(text(response), "balances")
+    return [(sku, loc, lot, qty) for _, sku, loc, lot, qty in ROW.findall(body)]
+
+
+def shown_total(response) -> int:
+    return int(
+        re.search(r'<p class="muted" id="result-count">(\d+) balance row', text(response))[1]
+    )
+
+
+def csv_rows(response) -> list[list[str]]:
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/csv")
+    return list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+@pytest.fixture
+def stock(acme):
+    """Four balance rows in acme: two positive (one with a lot), one negative, one zero."""
+    with schema_context("acme"):
+        items, locations, lots = make_catalog(items=3, locations=2, lots_per_item=1, prefix="B")
+    lot0 = next(lot.code for lot in lots if lot.item_id == items[0].id)
+    post(
+        "acme",
+        [
+            {"item": "B-0000", "location": "B-LOC-0", "qty": "5", "kind": "receipt"},
+            {"item": "B-0000", "location": "B-LOC-1", "qty": "3", "kind": "receipt", "lot": lot0},
+            {"item": "B-0001", "location": "B-LOC-0", "qty": "-2", "kind": "adjustment"},
+            {"item": "B-0002", "location": "B-LOC-1", "qty": "4", "kind": "receipt"},
+        ],
+    )
+    post("acme", [{"item": "B-0002", "location": "B-LOC-1", "qty": "-4", "kind": "issue"}])
+    return {"items": items, "lot0": lot0}
+
+
+P5 = ("B-0000", "B-LOC-0", "—", "5.000000")
+P3 = ("B-0000", "B-LOC-1", None, "3.000000")  # lot filled in by the test
+NEG = ("B-0001", "B-LOC-0", "—", "-2.000000")
+ZERO = ("B-0002", "B-LOC-1", "—", "0.000000")
+
+
+def with_lot(stock):
+    return ("B-0000", "B-LOC-1", stock["lot0"], "3.000000")
+
+
+# --- the page ------------------------------------------------------------------------------------
+
+
+def test_it_shows_the_owner_every_balance_row(as_acme_owner, stock):
+    response = as_acme_owner.get("/orgs/acme/balances/")
+    assert rows(response) == [P5, with_lot(stock), NEG, ZERO]
+    assert shown_total(response) == 4
+    assert "Acme Corporation" in text(response)
+
+
+def test_platform_admins_see_any_organisations_balances(as_admin, stock):
+    assert len(rows(as_admin.get("/orgs/acme/balances/"))) == 4
+    assert rows(as_admin.get("/orgs/globex/balances/")) == []
+
+
+def test_it_filters_by_item_sku_or_name(as_acme_owner, stock):
+    assert rows(as_acme_owner.get("/orgs/acme/balances/?q=b-0001")) == [NEG]
+    assert rows(as_acme_owner.get("/orgs/acme/balances/?q=Test+item+2")) == [ZERO]
+    response = as_acme_owner.get("/orgs/acme/balances/?q=nothing-like-this")
+    assert rows(response) == [] and "No balances match." in text(response)
+
+
+def test_it_filters_by_location(as_acme_owner, stock):
+    response = as_acme_owner.get("/orgs/acme/balances/?location=B-LOC-1")
+    assert rows(response) == [with_lot(stock), ZERO]
+    assert '<option value="B-LOC-1" selected>' in text(response)
+
+
+def test_it_filters_by_lot_code_or_no_lot(as_acme_owner, stock):
+    assert rows(as_acme_owner.get(f"/orgs/acme/balances/?lot={stock['lot0']}")) == [with_lot(stock)]
+    assert rows(as_acme_owner.get("/orgs/acme/balances/?lot=none")) == [P5, NEG, ZERO]
+
+
+def test_it_filters_by_sign(as_acme_owner, stock):
+    assert rows(as_acme_owner.get("/orgs/acme/balances/?sign=zero")) == [ZERO]
+    assert rows(as_acme_owner.get("/orgs/acme/balances/?sign=negative")) == [NEG]
+    assert rows(as_acme_owner.get("/orgs/acme/balances/?sign=positive")) == [P5, with_lot(stock)]
+    # An unknown sign is ignored rather than failing.
+    assert len(rows(as_acme_owner.get("/orgs/acme/balances/?sign=imaginary"))) == 4
+
+
+def test_it_combines_filters(as_acme_owner, stock):
+    assert rows(as_acme_owner.get("/orgs/acme/balances/?q=B-0000&lot=none&sign=positive")) == [P5]
+
+
+def test_it_sorts(as_acme_owner, stock):
+    assert rows(as_acme_owner.get("/orgs/acme/balances/?sort=-qty")) == [
+        P5,
+        with_lot(stock),
+        ZERO,
+        NEG,
+    ]
+    assert rows(as_acme_owner.get("/orgs/acme/balances/?sort=qty")) == [
+        NEG,
+        ZERO,
+        with_lot(stock),
+        P5,
+    ]
+    assert [r[0] for r in rows(as_acme_owner.get("/orgs/acme/balances/?sort=-item"))] == [
+        "B-0002",
+        "B-0001",
+        "B-0000",
+        "B-0000",
+    ]
+    assert rows(as_acme_owner.get("/orgs/acme/balances/?sort=location")) == [
+        P5,
+        NEG,
+        with_lot(stock),
+        ZERO,
+    ]
+    # An unknown sort falls back to the item order.
+    assert rows(as_acme_owner.get("/orgs/acme/balances/?sort=password")) == rows(
+        as_acme_owner.get("/orgs/acme/balances/")
+    )
+
+
+def test_it_keeps_the_filters_in_sort_and_export_links(as_acme_owner, stock):
+    html = text(as_acme_owner.get("/orgs/acme/balances/?location=B-LOC-1&sign=zero&sort=-qty"))
+    assert 'href="/orgs/acme/balances.csv?location=B-LOC-1&amp;sign=zero&amp;sort=-qty"' in html
+    assert 'href="?location=B-LOC-1&amp;sign=zero&amp;sort=location"' in html
+
+
+def test_it_pages_fifty_rows_at_a_time(as_acme_owner, acme):
+    stock_keys("acme", 60, prefix="P")
+    first = as_acme_owner.get("/orgs/acme/balances/")
+    second = as_acme_owner.get("/orgs/acme/balances/?page=2")
+    assert shown_total(first) == shown_total(second) == 60
+    assert len(rows(first)) == 50 and len(rows(second)) == 10
+    assert "Page 1 of 2" in text(first) and 'rel="next"' in text(first)
+    assert "Page 2 of 2" in text(second) and 'rel="prev"' in text(second)
+    skus = [r[0] for r in rows(first) + rows(second)]
+    assert skus == sorted(skus) and len(set(skus)) == 60
+    # Out-of-range or junk page numbers show a real page instead of failing.
+    assert len(rows(as_acme_owner.get("/orgs/acme/balances/?page=99"))) == 10
+    assert len(rows(as_acme_owner.get("/orgs/acme/balances/?page=x"))) == 50
+
+
+def test_it_pages_within_a_filter(as_acme_owner, acme):
+    stock_keys("acme", 60, prefix="P")
+    # P-0000 .. P-0059: "P-000" matches the first 10 only.
+    response = as_acme_owner.get("/orgs/acme/balances/?q=P-000&page=2")
+    assert shown_total(response) == 10 and len(rows(response)) == 10
+    assert "Page 1 of 1" in text(response)
+
+
+# --- outsiders -----------------------------------------------------------------------------------
+
+PAGES = ["/orgs/acme/balances/", "/orgs/acme/balances.csv"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_another_organisations_owner_gets_404(path, as_globex_owner, stock):
+    assert as_globex_owner.get(path).status_code == 404
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_support_staff_get_404_for_balances(path, as_acme_support, stock):
+    assert as_acme_support.get(path).status_code == 404
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_anonymous_visitors_are_asked_to_log_in_for_balances(path, anon):
+    assert_login_redirect(anon.get(path), path)
+
+
+def test_an_org_admin_member_sees_the_balances(acme, stock):
+    from tests.factories import make_user
+
+    user = make_user("acme-admin", org=acme, role="admin")
+    assert len(rows(client_for(user).get("/orgs/acme/balances/"))) == 4
+
+
+def test_unknown_organisation_is_404(as_admin):
+    assert as_admin.get("/orgs/nope/balances/").status_code == 404
+    assert as_admin.get("/orgs/nope/balances.csv").status_code == 404
+
+
+def test_balances_are_read_only(as_acme_owner):
+    assert as_acme_owner.post("/orgs/acme/balances/").status_code == 405
+
+
+# --- CSV -----------------------------------------------------------------------------------------
+
+
+def test_the_csv_holds_exactly_the_filtered_rows(as_acme_owner, stock):
+    query = "location=B-LOC-1&sort=-qty"
+    page = as_acme_owner.get(f"/orgs/acme/balances/?{query}")
+    response = as_acme_owner.get(f"/orgs/acme/balances.csv?{query}")
+    assert response["Content-Disposition"] == 'attachment; filename="acme-balances.csv"'
+    header, *data = csv_rows(response)
+    assert header == ["sku", "item", "unit", "location", "lot", "qty", "updated_at"]
+    assert len(data) == shown_total(page) == 2
+    assert [(r[0], r[3], r[4] or "—", r[5]) for r in data] == rows(page)
+    assert data[0][1:3] == ["Test item 0", "g"]
+
+
+@pytest.mark.parametrize(
+    "query", ["", "sign=negative", "lot=none", "q=B-0000", "q=zzz", "sign=positive&sort=-qty"]
+)
+def test_the_csv_count_matches_the_page_for_every_filter(query, as_acme_owner, stock):
+    page = as_acme_owner.get(f"/orgs/acme/balances/?{query}")
+    _, *data = csv_rows(as_acme_owner.get(f"/orgs/acme/balances.csv?{query}"))
+    assert len(data) == shown_total(page)
+    assert [r[0] for r in data] == [r[0] for r in rows(page)]
+
+
+def test_the_csv_holds_every_page(as_acme_owner, acme):
+    stock_keys("acme", 60, prefix="P")
+    _, *data = csv_rows(as_acme_owner.get("/orgs/acme/balances.csv"))
+    assert len(data) == 60 == shown_total(as_acme_owner.get("/orgs/acme/balances/"))
+    assert {r[5] for r in data} == {"5.000000"}
+
+
+# --- item page -----------------------------------------------------------------------------------
+
+
+def test_it_shows_an_items_balances_per_location_and_lot(as_acme_owner, stock):
+    item = stock["items"][0]
+    response = as_acme_owner.get(f"/orgs/acme/items/{item.id}/")
+    assert response.status_code == 200
+    html = text(response)
+    assert '<strong id="item-total">8.000000</strong>' in html
+    body = table_body(html, "item-balances")
+    found = re.findall(
+        r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>[^<]*</td><td[^>]*>([^<]*)</td>", body
+    )
+    assert found == [("B-LOC-0", "—", "5.000000"), ("B-LOC-1", stock["lot0"], "3.000000")]
+
+
+def history_ids(response) -> list[int]:
+    assert response.status_code == 200
+    return [
+        int(i) for i in re.findall(r"<tr><td>(\d+)</td>", table_body(text(response), "history"))
+    ]
+
+
+def test_it_shows_the_ledger_history_newest_first_in_pages(as_acme_owner, acme):
+    with schema_context("acme"):
+        items, locations, _ = make_catalog(items=2, locations=1, lots_per_item=0, prefix="H")
+    posted = []
+    for n in range(55):
+        result = post(
+            "acme",
+            [{"item": "H-0000", "location": "H-LOC-0", "qty": str(n + 1), "kind": "receipt"}],
+        )
+        posted.append(result.entries[0].id)
+    post("acme", [{"item": "H-0001", "location": "H-LOC-0", "qty": "1", "kind": "receipt"}])
+    newest_first = sorted(posted, reverse=True)
+
+    first = as_acme_owner.get(f"/orgs/acme/items/{items[0].id}/")
+    assert history_ids(first) == newest_first[:50]
+    match = re.search(r'href="\?before=(\d+)" rel="next"', text(first))
+    assert match and int(match[1]) == newest_first[49]
+    assert ">Newest</a>" not in text(first)
+
+    second = as_acme_owner.get(f"/orgs/acme/items/{items[0].id}/?before={match[1]}")
+    assert history_ids(second) == newest_first[50:]
+    assert 'rel="next"' not in text(second)
+    assert f'href="/orgs/acme/items/{items[0].id}/">Newest</a>' in text(second)
+    # A junk cursor shows the first page.
+    assert (
+        history_ids(as_acme_owner.get(f"/orgs/acme/items/{items[0].id}/?before=x"))
+        == newest_first[:50]
+    )
+
+
+def test_an_item_without_movements_says_so(as_acme_owner, acme):
+    with schema_context("acme"):
+        [item], _, _ = make_catalog(items=1, locations=1, lots_per_item=0, prefix="E")
+    html = text(as_acme_owner.get(f"/orgs/acme/items/{item.id}/"))
+    assert "No movements." in html and "No stock recorded." in html
+
+
+def test_an_unknown_item_is_404(as_acme_owner, stock):
+    assert as_acme_owner.get("/orgs/acme/items/999999/").status_code == 404
+
+
+def test_outsiders_cannot_see_an_item(as_globex_owner, as_acme_support, anon, stock):
+    item = stock["items"][0]
+    path = f"/orgs/acme/items/{item.id}/"
+    assert as_globex_owner.get(path).status_code == 404
+    assert as_acme_support.get(path).status_code == 404
+    assert_login_redirect(anon.get(path), path)
+    # Nor through their own organisation's URL (the id belongs to acme's schema).
+    assert as_globex_owner.get(f"/orgs/globex/items/{item.id}/").status_code == 404
