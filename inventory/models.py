@@ -100,8 +100,12 @@ class LedgerEntry(models.Model):
     """A stock movement. Append-only: the database refuses UPDATE, DELETE and TRUNCATE."""
 
     id = models.BigAutoField(primary_key=True)
-    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+")
-    location = models.ForeignKey(Location, on_delete=models.PROTECT, related_name="+")
+    # No single-column indexes on item and location: the composite indexes below lead with them,
+    # and every extra index slows each insert (make bench).
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="+", db_index=False)
+    location = models.ForeignKey(
+        Location, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     lot = models.ForeignKey(Lot, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
     qty_canonical = models.DecimalField(**QTY)
     kind = models.CharField(max_length=16, choices=MovementKind.choices)

@@ -120,7 +120,7 @@ def migration_validate(*, schema: str) -> ValidationReport:
         row = _one(
             cur,
             """
-            SELECT 1 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            SELECT p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
              WHERE n.nspname = %s AND p.proname = 'update_inventory_balance'""",
             [schema],
         )
@@ -131,6 +131,16 @@ def migration_validate(*, schema: str) -> ValidationReport:
                 f"{schema}.update_inventory_balance() is missing",
             )
         )
+        if row is not None:
+            pinned = [c.split("=", 1)[1] for c in (row[0] or []) if c.startswith("search_path=")]
+            first = pinned[0].split(",")[0].strip().strip('"') if pinned else None
+            add(
+                Check(
+                    "Balance function writes this schema's balances",
+                    first == schema,
+                    f"its search_path is {pinned[0] if pinned else 'not pinned'}; re-run migrate_schemas",
+                )
+            )
 
         cur.execute(
             """
@@ -179,3 +189,17 @@ def migration_validate(*, schema: str) -> ValidationReport:
             )
         )
     return report
+
+
+def migration_sql_reapply(*, schema: str) -> None:
+    """The guide's "if missing, re-run migration": run every (idempotent) forward SQL file again
+    in `schema`, in migration order. Restores a dropped trigger or index, re-enables nothing that
+    was deliberately disabled (ALTER TABLE … ENABLE TRIGGER does that), loses no data."""
+    from django.db import transaction
+
+    from inventory.sql import FORWARD, read_sql
+
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SELECT set_config('search_path', %s, true)", [f'"{schema}", public'])
+        for name in FORWARD:
+            cur.execute(read_sql(name))

@@ -227,8 +227,11 @@ def test_every_documented_method_is_served_and_no_other(client_acme, in_acme, pa
 
 
 def test_nul_characters_get_a_clear_400_not_a_database_error(client_acme, catalog):
-    response = client_acme.post("/api/ledger", '{"item": "A\\u0000", "location": "X", "qty": "1", "kind": "receipt"}',
-                                content_type="application/json")
+    response = client_acme.post(
+        "/api/ledger",
+        '{"item": "A\\u0000", "location": "X", "qty": "1", "kind": "receipt"}',
+        content_type="application/json",
+    )
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_characters"
     assert client_acme.get("/api/balances", {"item": "a\x00"}).status_code == 400

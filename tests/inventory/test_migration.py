@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 
 from inventory.services.validation import migration_validate
-from inventory.sql import read_sql
+from inventory.sql import FORWARD, read_sql
 from tests.inventory.helpers import balance_mismatches, count_rows, make_catalog
 
 pytestmark = pytest.mark.django_db
@@ -28,15 +28,19 @@ def test_it_passes_validation_on_a_migrated_schema(acme):
     assert len(report.checks) >= 8
 
 
+def test_the_function_is_pinned_and_validation_notices_when_it_is_not(acme):
+    with connection.cursor() as cur:
+        cur.execute("ALTER FUNCTION acme.update_inventory_balance() RESET search_path")
+    assert failed_names() == ["Balance function writes this schema's balances"]
+    call_command("validate_migration", "--schema", "acme", "--repair")
+    assert failed_names() == []
+
+
 def test_it_fails_validation_when_the_trigger_is_dropped_and_passes_after_repair(acme):
     with connection.cursor() as cur:
         cur.execute("DROP TRIGGER inventory_ledger_balance_trigger ON acme.inventory_ledger")
     assert failed_names() == ["Balance trigger exists"]
-    with connection.cursor() as cur:
-        cur.execute("SET LOCAL search_path TO acme, public")
-        cur.execute(
-            read_sql("v1_inventory_balances.sql")
-        )  # re-running the migration SQL repairs it
+    call_command("validate_migration", "--schema", "acme", "--repair")  # re-runs the migration SQL
     assert failed_names() == []
 
 
@@ -109,8 +113,8 @@ def test_the_migration_sql_is_idempotent(acme):
     with connection.cursor() as cur:
         cur.execute("SET LOCAL search_path TO acme, public")
         for _ in range(2):
-            cur.execute(read_sql("v1_inventory_balances.sql"))
-            cur.execute(read_sql("v1_ledger_append_only.sql"))
+            for name in FORWARD:
+                cur.execute(read_sql(name))
     assert objects() == before
     assert migration_validate(schema="acme").ok
 
