@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET
 from django_tenants.utils import schema_context
 
 from inventory.models import Balance, Item, LedgerEntry, Location, Lot
-from inventory.selectors import fmt_qty
+from inventory.selectors import BalanceFilters, balances_queryset, fmt_qty
 from tenants.access import OWNER_ROLES, org_or_404, page_login_required
 
 PAGE_SIZE = 50
@@ -50,15 +50,10 @@ class BalanceQuery:
         )
 
     def queryset(self):
-        qs = Balance.objects.select_related("item", "location", "lot")
+        # Location and lot filter as the API does; the page adds search and sign.
+        qs = balances_queryset(BalanceFilters(location=self.location, lot=self.lot))
         if self.q:
             qs = qs.filter(Q(item__sku__icontains=self.q) | Q(item__name__icontains=self.q))
-        if self.location:
-            qs = qs.filter(location__code=self.location)
-        if self.lot == "none":
-            qs = qs.filter(lot__isnull=True)
-        elif self.lot:
-            qs = qs.filter(lot__code=self.lot)
         if self.sign == "zero":
             qs = qs.filter(qty_canonical=0)
         elif self.sign == "negative":
