@@ -18,6 +18,8 @@ PGDATA = Path(os.environ.get("EMBEDDED_PGDATA", BASE_DIR / ".pgdata"))
 DEFAULT_DB_NAME = "inventory"
 
 log = logging.getLogger(__name__)
+# platformdirs (imported with pgserver) warns whenever XDG_RUNTIME_DIR is unset (root shells, CI).
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 def pg_bin_dir() -> Path:
@@ -28,8 +30,6 @@ def pg_bin_dir() -> Path:
 
 
 def _server():
-    # platformdirs warns on every start when XDG_RUNTIME_DIR is unset (root shells, CI); harmless.
-    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
     import pgserver
 
     # pgserver logs at INFO through the root logger on every start; keep the console quiet.
