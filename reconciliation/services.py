@@ -286,19 +286,25 @@ def _record_and_correct(
 # --- review actions ------------------------------------------------------------------------------
 
 
+def _open_for_update(discrepancy_id: int) -> Discrepancy:
+    """Lock the discrepancy for this transaction; only an open one can be resolved."""
+    d = (
+        Discrepancy.objects.select_for_update()
+        .select_related("organization")
+        .get(pk=discrepancy_id)
+    )
+    if d.status != Discrepancy.Status.OPEN:
+        raise ResolutionError(f"discrepancy {d.pk} is already {d.status}")
+    return d
+
+
 def discrepancy_approve(*, discrepancy_id: int, user, note: str = "") -> Discrepancy:
     """Set the balance to the ledger sum as it is now, under the balance row's lock, and record
     what changed. If the difference has meanwhile gone, close it as vanished instead."""
     from django_tenants.utils import schema_context
 
     with transaction.atomic():
-        d = (
-            Discrepancy.objects.select_for_update()
-            .select_related("organization")
-            .get(pk=discrepancy_id)
-        )
-        if d.status != Discrepancy.Status.OPEN:
-            raise ResolutionError(f"discrepancy {d.pk} is already {d.status}")
+        d = _open_for_update(discrepancy_id)
         with schema_context(d.organization.schema_name), connection.cursor() as cursor:
             key = [d.item_id, d.location_id, d.lot_id]
             # Lock the balance row (creating it at zero if missing): inserters on this key wait
@@ -341,9 +347,7 @@ def discrepancy_dismiss(*, discrepancy_id: int, user, reason: str) -> Discrepanc
     if not reason:
         raise ResolutionError("a reason is required to dismiss a discrepancy")
     with transaction.atomic():
-        d = Discrepancy.objects.select_for_update().get(pk=discrepancy_id)
-        if d.status != Discrepancy.Status.OPEN:
-            raise ResolutionError(f"discrepancy {d.pk} is already {d.status}")
+        d = _open_for_update(discrepancy_id)
         d.status, d.note, d.resolved_by, d.resolved_at = (
             Discrepancy.Status.DISMISSED,
             reason,
