@@ -49,6 +49,9 @@ _db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE"
 _db["ENGINE"] = "django_tenants.postgresql_backend"
 _db.setdefault("OPTIONS", {})
 _db["CONN_HEALTH_CHECKS"] = True
+# Several test runs on one server (parallel checkouts, helpers) each need their own test database.
+if env_str("TEST_DATABASE_NAME"):
+    _db["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
 DATABASES = {"default": _db}
 DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
