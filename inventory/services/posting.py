@@ -1,23 +1,28 @@
-"""Posting movements to the ledger: validation of every field, one transaction per batch, and
-idempotency keys so that a retried request never posts twice."""
+"""Posting movements to the ledger: validation of every field (inventory/services/ledger_rows.py,
+shared with the importer and the demo loader), one transaction per batch, and idempotency keys
+so that a retried request never posts twice."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from inventory.models import Item, LedgerEntry, Location, Lot, MovementKind, Posting
+from inventory.models import Item, LedgerEntry, Location, Lot, Posting
 from inventory.services.errors import IdempotencyConflict, ValidationFailed
-from inventory.services.quantities import parse_quantity
+from inventory.services.ledger_rows import (
+    CheckedRow,
+    LedgerRowInput,
+    ledger_row_check,
+    text_problem,
+)
 
-ENTRY_FIELDS = {"item", "location", "lot", "qty", "kind", "reference", "occurred_at"}
+NUMERIC_OUT_OF_RANGE = "22003"  # PostgreSQL: numeric field overflow
 
 
 @dataclass(frozen=True)
@@ -40,67 +45,85 @@ def ledger_entry_create(
     recorded_by: str = "",
 ) -> PostingResult:
     """Post one movement. `item` is a SKU, `location` a location code, `lot` a lot code of the item."""
-    entry = {
-        "item": item,
-        "location": location,
-        "lot": lot,
-        "qty": qty,
-        "kind": kind,
-        "reference": reference,
-        "occurred_at": occurred_at,
-    }
+    entry = LedgerRowInput(
+        item=item,
+        location=location,
+        lot=lot,
+        qty=qty,
+        kind=kind,
+        reference=reference,
+        occurred_at=occurred_at,
+    )
     return ledger_entries_create(
         entries=[entry], idempotency_key=idempotency_key, recorded_by=recorded_by
     )
 
 
 def ledger_entries_create(
-    *, entries: list[dict], idempotency_key: str | None = None, recorded_by: str = ""
+    *,
+    entries: Sequence[LedgerRowInput | dict],
+    idempotency_key: str | None = None,
+    recorded_by: str = "",
 ) -> PostingResult:
-    """Post a batch of movements, all or nothing. A retry with the same idempotency key returns
-    the original entries if the payload is the same, and fails with a conflict if it is not."""
+    """Post a batch of movements, all or nothing. Entries are `LedgerRowInput`s or dicts with the
+    same keys. A retry with the same idempotency key returns the original entries if the payload
+    is the same, and fails with a conflict if it is not."""
     if idempotency_key is not None:
-        idempotency_key = str(idempotency_key).strip()
-        if not idempotency_key or len(idempotency_key) > 200:
-            raise ValidationFailed(
-                "Invalid idempotency key.", {"idempotency_key": ["use 1 to 200 characters"]}
-            )
-    if not isinstance(entries, list) or not entries:
+        problem = text_problem(idempotency_key, max_length=200, what="the idempotency key")
+        if problem is None and not idempotency_key.strip():
+            problem = "use 1 to 200 characters"
+        if problem:
+            raise ValidationFailed("Invalid idempotency key.", {"idempotency_key": [problem]})
+        idempotency_key = idempotency_key.strip()
+    if not isinstance(entries, (list, tuple)) or not entries:
         raise ValidationFailed("No entries to post.", {"entries": ["send at least one entry"]})
     if len(entries) > settings.LEDGER_BATCH_MAX:
         raise ValidationFailed(
             f"Batch too large: {len(entries)} entries, at most {settings.LEDGER_BATCH_MAX}.",
             {"entries": [f"at most {settings.LEDGER_BATCH_MAX} entries per batch"]},
         )
-    request_hash = _request_hash(entries)
+    # Everything that needs no database first: a malformed batch costs no query.
+    checked = _checked_rows(entries)
+    request_hash = _request_hash(entries, checked)
 
-    with transaction.atomic():
-        if idempotency_key:
-            replay = _replay(idempotency_key, request_hash)
-            if replay is not None:
+    try:
+        with transaction.atomic():
+            if idempotency_key:
+                replay = _replay(idempotency_key, request_hash)
+                if replay is not None:
+                    return replay
+            rows = _resolved_rows(checked, len(entries))
+            try:
+                with transaction.atomic():
+                    posting = Posting.objects.create(
+                        idempotency_key=idempotency_key or None,
+                        request_hash=request_hash,
+                        entry_count=len(rows),
+                        recorded_by=recorded_by[:200],
+                    )
+            except IntegrityError:
+                # Another request with this key committed first (we waited for it on the unique
+                # index).
+                replay = _replay(idempotency_key, request_hash)
+                if replay is None:
+                    raise
                 return replay
-        rows = _validated_rows(entries)
-        try:
-            with transaction.atomic():
-                posting = Posting.objects.create(
-                    idempotency_key=idempotency_key or None,
-                    request_hash=request_hash,
-                    entry_count=len(rows),
-                    recorded_by=recorded_by[:200],
-                )
-        except IntegrityError:
-            # Another request with this key committed first (we waited for it on the unique index).
-            replay = _replay(idempotency_key, request_hash)
-            if replay is None:
-                raise
-            return replay
-        now = timezone.now()
-        objs = [
-            LedgerEntry(posting=posting, recorded_at=now, recorded_by=recorded_by[:200], **row)
-            for row in rows
-        ]
-        # One INSERT statement: the statement-level trigger updates every balance once.
-        created = LedgerEntry.objects.bulk_create(objs)
+            now = timezone.now()
+            objs = [
+                LedgerEntry(posting=posting, recorded_at=now, recorded_by=recorded_by[:200], **row)
+                for row in rows
+            ]
+            # One INSERT statement: the statement-level trigger updates every balance once.
+            created = LedgerEntry.objects.bulk_create(objs)
+    except DataError as err:
+        if getattr(err.__cause__, "sqlstate", None) == NUMERIC_OUT_OF_RANGE:
+            # The trigger's balance column could not hold the new balance: refuse the posting
+            # (it rolled back whole) instead of a 500.
+            raise ValidationFailed(
+                "A balance would overflow; nothing was posted.",
+                {"entries": ["the resulting balance is too large for the balance table"]},
+            ) from None
+        raise
     return PostingResult(posting=posting, entries=created, replayed=False)
 
 
@@ -121,123 +144,94 @@ def _replay(idempotency_key: str, request_hash: str) -> PostingResult | None:
     return PostingResult(posting=posting, entries=entries, replayed=True)
 
 
-def _canonical(key: str, value):
-    """The same request sent twice hashes the same: "2.50", 2.5 and Decimal("2.5") are one qty."""
-    if key == "qty" and not isinstance(value, bool):
+def _checked_rows(entries) -> list[CheckedRow]:
+    errors: dict[str, list[str]] = {}
+    checked = []
+    for i, entry in enumerate(entries):
         try:
-            return format(parse_quantity(value, allow_zero=True).normalize(), "f")
-        except ValueError:
-            return str(value)
-    if value == "" and key in ("lot", "reference", "occurred_at"):
-        return None
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
+            checked.append(ledger_row_check(entry, prefix=f"entries[{i}]."))
+        except ValidationFailed as err:
+            errors.update(err.fields)
+    if errors:
+        _refuse(errors, len(entries))
+    return checked
 
 
-def _request_hash(entries: list[dict]) -> str:
-    normalised = [
-        {k: _canonical(k, v) for k, v in sorted(e.items())} if isinstance(e, dict) else repr(e)
-        for e in entries
-    ]
-    payload = json.dumps(normalised, sort_keys=True, default=str, separators=(",", ":"))
+def _refuse(errors: dict[str, list[str]], total: int):
+    count = len({key.split(".")[0] for key in errors})
+    raise ValidationFailed(f"{count} of {total} entries are invalid; nothing was posted.", errors)
+
+
+def _request_hash(entries, checked: list[CheckedRow]) -> str:
+    """The same request sent twice hashes the same: "2.50", 2.5 and Decimal("2.5") are one qty,
+    a dict and a LedgerRowInput with the same values are one entry, and an omitted occurred_at
+    (which means "now") stays omitted."""
+    normalised = []
+    for entry, row in zip(entries, checked, strict=True):
+        raw_time = entry.occurred_at if isinstance(entry, LedgerRowInput) else entry.get("occurred_at")
+        normalised.append(
+            {
+                "item": row.item,
+                "location": row.location,
+                "lot": row.lot,
+                "qty": format(row.qty.normalize(), "f"),
+                "kind": row.kind,
+                "reference": row.reference or None,
+                "occurred_at": None if raw_time in (None, "") else row.occurred_at.isoformat(),
+            }
+        )
+    payload = json.dumps(normalised, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _validated_rows(entries: list[dict]) -> list[dict]:
-    """Check every field of every entry; raise once with all problems, keyed `entries[i].field`."""
+def _resolved_rows(checked: list[CheckedRow], total: int) -> list[dict]:
+    """Codes to rows: unknown or inactive items, unknown locations and lots of another item are
+    refused, all problems at once, keyed `entries[i].field`."""
     errors: dict[str, list[str]] = {}
 
     def fail(i: int, field: str, message: str) -> None:
         errors.setdefault(f"entries[{i}].{field}", []).append(message)
 
-    skus = {str(e.get("item")) for e in entries if isinstance(e, dict) and e.get("item")}
-    codes = {str(e.get("location")) for e in entries if isinstance(e, dict) and e.get("location")}
-    items = {i.sku: i for i in Item.objects.filter(sku__in=skus)}
-    locations = {loc.code: loc for loc in Location.objects.filter(code__in=codes)}
-    lots = {
-        (lot.item_id, lot.code): lot
-        for lot in Lot.objects.filter(
-            item__in=list(items.values()),
-            code__in={str(e.get("lot")) for e in entries if isinstance(e, dict) and e.get("lot")},
-        )
+    items = {i.sku: i for i in Item.objects.filter(sku__in={r.item for r in checked})}
+    locations = {
+        loc.code: loc for loc in Location.objects.filter(code__in={r.location for r in checked})
     }
+    lot_codes = {r.lot for r in checked if r.lot}
+    lots = (
+        {
+            (lot.item_id, lot.code): lot
+            for lot in Lot.objects.filter(item__in=list(items.values()), code__in=lot_codes)
+        }
+        if lot_codes
+        else {}
+    )
 
     rows = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            fail(i, "entry", "each entry must be an object")
-            continue
-        unknown = set(entry) - ENTRY_FIELDS
-        if unknown:
-            fail(i, "entry", f"unknown field(s): {', '.join(sorted(unknown))}")
-        item = items.get(str(entry.get("item"))) if entry.get("item") else None
-        if not entry.get("item"):
-            fail(i, "item", "an item SKU is required")
-        elif item is None:
-            fail(i, "item", f"unknown item {str(entry['item'])[:64]!r}")
+    for i, row in enumerate(checked):
+        item = items.get(row.item)
+        if item is None:
+            fail(i, "item", f"unknown item {row.item[:64]!r}")
         elif not item.is_active:
             fail(i, "item", f"item {item.sku!r} is inactive")
-        location = locations.get(str(entry.get("location"))) if entry.get("location") else None
-        if not entry.get("location"):
-            fail(i, "location", "a location code is required")
-        elif location is None:
-            fail(i, "location", f"unknown location {str(entry['location'])[:64]!r}")
+        location = locations.get(row.location)
+        if location is None:
+            fail(i, "location", f"unknown location {row.location[:64]!r}")
         lot = None
-        if entry.get("lot") not in (None, ""):
-            lot = lots.get((item.id, str(entry["lot"]))) if item else None
-            if item is not None and lot is None:
-                fail(i, "lot", f"unknown lot {str(entry['lot'])[:64]!r} for item {item.sku!r}")
-        try:
-            qty = parse_quantity(entry.get("qty"))
-        except ValueError as err:
-            fail(i, "qty", str(err))
-            qty = None
-        kind = entry.get("kind")
-        if kind not in MovementKind.values:
-            fail(
-                i,
-                "kind",
-                f"unknown movement kind {str(kind)[:32]!r}; use one of {', '.join(MovementKind.values)}",
-            )
-        reference = entry.get("reference") or ""
-        if not isinstance(reference, str) or len(reference) > 200:
-            fail(i, "reference", "the reference must be text of at most 200 characters")
-        occurred_at = _parse_occurred_at(
-            entry.get("occurred_at"), lambda m, i=i: fail(i, "occurred_at", m)
-        )
+        if row.lot and item is not None:
+            lot = lots.get((item.id, row.lot))
+            if lot is None:
+                fail(i, "lot", f"unknown lot {row.lot[:64]!r} for item {item.sku!r}")
         rows.append(
             {
                 "item": item,
                 "location": location,
                 "lot": lot,
-                "qty_canonical": qty,
-                "kind": kind,
-                "reference": reference if isinstance(reference, str) else "",
-                "occurred_at": occurred_at,
+                "qty_canonical": row.qty,
+                "kind": row.kind,
+                "reference": row.reference,
+                "occurred_at": row.occurred_at,
             }
         )
     if errors:
-        count = len({key.split(".")[0] for key in errors})
-        raise ValidationFailed(
-            f"{count} of {len(entries)} entries are invalid; nothing was posted.", errors
-        )
+        _refuse(errors, total)
     return rows
-
-
-def _parse_occurred_at(raw, fail) -> datetime:
-    if raw in (None, ""):
-        return timezone.now()
-    if isinstance(raw, datetime):
-        value = raw
-    else:
-        try:
-            value = parse_datetime(str(raw))
-        except ValueError:
-            value = None
-        if value is None:
-            fail("use an ISO 8601 date-time, e.g. 2026-11-24T09:30:00Z")
-            return timezone.now()
-    if timezone.is_naive(value):
-        value = timezone.make_aware(value, timezone.get_default_timezone())
-    return value
