@@ -31,3 +31,10 @@ class IdempotencyConflict(InventoryError):
 class NotFound(InventoryError):
     status = 404
     code = "not_found"
+
+
+class AlreadyImported(InventoryError):
+    """The same file (or batch key) was imported before; importing it again would double it."""
+
+    status = 409
+    code = "already_imported"

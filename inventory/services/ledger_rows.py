@@ -24,6 +24,7 @@ UTF-8), within the column's length.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,7 @@ from django.utils.dateparse import parse_datetime
 from inventory.models import MovementKind
 from inventory.services import quantities
 from inventory.services.errors import ValidationFailed
+from inventory.services.quantities import type_name
 
 ROW_FIELDS = ("item", "location", "qty", "kind", "lot", "reference", "occurred_at")
 CODE_MAX = 64  # Item.sku, Location.code, Lot.code
@@ -43,6 +45,9 @@ REFERENCE_MAX = 200
 MAX_UTC_OFFSET = timedelta(hours=15, minutes=59, seconds=59)
 TIMESTAMP_TEXT_MAX = 64
 TIMESTAMP_HINT = "use an ISO 8601 date-time, e.g. 2026-11-24T09:30:00Z"
+OFFSET_HINT = "the UTC offset must be between -15:59 and +15:59"
+# A trailing UTC offset after a time: T09:30+99:00, T09:30:00-2400.
+OFFSET_RE = re.compile(r"[T ][0-9:.]+[+-](?P<hours>[0-9]{2}):?(?P<minutes>[0-9]{2})?$")
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,7 @@ class CheckedRow:
 def text_problem(raw, *, max_length: int, required: bool = False, what: str = "text") -> str | None:
     """Why `raw` cannot be stored as text, or None. `what` names it in the message."""
     if not isinstance(raw, str):
-        return f"{what} must be a string, not {_type_name(raw)}"
+        return f"{what} must be a string, not {type_name(raw)}"
     if required and not raw.strip():
         return f"{what} is required"
     if len(raw) > max_length:
@@ -105,9 +110,13 @@ def timestamp_problem(raw) -> tuple[datetime | None, str | None]:
     if isinstance(raw, datetime):
         value = raw
     elif isinstance(raw, str):
-        if len(raw) > TIMESTAMP_TEXT_MAX or not raw.isascii():
-            # Non-ASCII digits would pass Django's \d-based parser.
+        if len(raw) > TIMESTAMP_TEXT_MAX or not raw.isascii() or not raw.isprintable():
+            # Non-ASCII digits would pass Django's \d-based parser; NUL and control characters
+            # have no place in a date-time.
             return None, TIMESTAMP_HINT
+        offset = OFFSET_RE.search(raw)
+        if offset and (int(offset["hours"]), int(offset["minutes"] or 0)) > (15, 59):
+            return None, OFFSET_HINT
         try:
             value = parse_datetime(raw)
         except ValueError:
@@ -116,7 +125,7 @@ def timestamp_problem(raw) -> tuple[datetime | None, str | None]:
         if value is None:
             return None, TIMESTAMP_HINT
     else:
-        return None, f"a date-time must be a string, not {_type_name(raw)}"
+        return None, f"a date-time must be a string, not {type_name(raw)}"
     if timezone.is_naive(value):
         try:
             value = timezone.make_aware(value, timezone.get_default_timezone())
@@ -124,7 +133,7 @@ def timestamp_problem(raw) -> tuple[datetime | None, str | None]:
             return None, "the date-time is out of range"
     offset = value.utcoffset()
     if offset is not None and abs(offset) > MAX_UTC_OFFSET:
-        return None, "the UTC offset must be between -15:59 and +15:59"
+        return None, OFFSET_HINT
     try:
         value.astimezone(UTC)
     except (ValueError, OverflowError):
@@ -221,8 +230,10 @@ def ledger_row_check(row: LedgerRowInput | Mapping, *, prefix: str = "") -> Chec
 
     kind = data.get("kind")
     if not isinstance(kind, str) or kind not in MovementKind.values:
-        shown = _printable(kind)[:32] if isinstance(kind, str) else _type_name(kind)
-        fail("kind", f"unknown movement kind {shown!r}; use one of {', '.join(MovementKind.values)}")
+        shown = _printable(kind)[:32] if isinstance(kind, str) else type_name(kind)
+        fail(
+            "kind", f"unknown movement kind {shown!r}; use one of {', '.join(MovementKind.values)}"
+        )
 
     reference = data.get("reference")
     if reference is None:
@@ -265,9 +276,3 @@ def _printable(text: str) -> str:
     """For messages: never echo a surrogate or NUL back (it would break the JSON encoder or
     the terminal)."""
     return str(text).encode("ascii", "backslashreplace").decode()
-
-
-def _type_name(value) -> str:
-    return {bool: "a boolean", list: "a list", dict: "an object", int: "a number"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )

@@ -168,7 +168,9 @@ def _request_hash(entries, checked: list[CheckedRow]) -> str:
     (which means "now") stays omitted."""
     normalised = []
     for entry, row in zip(entries, checked, strict=True):
-        raw_time = entry.occurred_at if isinstance(entry, LedgerRowInput) else entry.get("occurred_at")
+        raw_time = (
+            entry.occurred_at if isinstance(entry, LedgerRowInput) else entry.get("occurred_at")
+        )
         normalised.append(
             {
                 "item": row.item,

@@ -8,6 +8,7 @@ no "_" (Python's Decimal takes "1_000"), no spaces, no Arabic-Indic or full-widt
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal
 
@@ -33,8 +34,12 @@ def parse_quantity(raw, *, allow_zero: bool = False) -> Decimal:
     elif isinstance(raw, int):
         value = Decimal(raw)
     elif isinstance(raw, float):
-        # Floats have already lost exactness; accept only those that round-trip as written.
-        value = _from_text(repr(raw))
+        if math.isnan(raw):
+            raise ValueError("NaN is not a quantity")
+        if math.isinf(raw):
+            raise ValueError("an infinite quantity is not allowed")
+        # Floats have already lost exactness; take the shortest text that round-trips.
+        value = Decimal(repr(raw))
     elif isinstance(raw, Decimal):
         if raw.is_nan():
             raise ValueError("NaN is not a quantity")
@@ -42,7 +47,7 @@ def parse_quantity(raw, *, allow_zero: bool = False) -> Decimal:
             raise ValueError("an infinite quantity is not allowed")
         value = raw
     else:
-        raise ValueError(f"a quantity must be a decimal string, not {type(raw).__name__}")
+        raise ValueError(f"a quantity must be a decimal string, not {type_name(raw)}")
     return _bounded(value, allow_zero=allow_zero)
 
 
@@ -57,7 +62,7 @@ def _from_text(raw: str) -> Decimal:
         if lowered in ("inf", "infinity"):
             raise ValueError("an infinite quantity is not allowed")
         raise ValueError(
-            f"{shown!r} is not a decimal number (use digits 0-9, an optional leading '-' "
+            f"'{shown}' is not a decimal number (use digits 0-9, an optional leading '-' "
             "and '.' for decimals, e.g. -12.5)"
         )
     return Decimal(raw)
@@ -82,3 +87,15 @@ def _bounded(value: Decimal, *, allow_zero: bool) -> Decimal:
         raise ValueError(f"too many digits: at most {MAX_INTEGER_DIGITS} before the decimal point")
     # A plain fixed-point value (no exponent) for the database and for echoes.
     return value.quantize(Decimal(1).scaleb(min(exponent, 0)))
+
+
+def type_name(value) -> str:
+    """How a message names the JSON type a caller sent instead."""
+    names = {
+        bool: "a boolean",
+        list: "a list",
+        dict: "an object",
+        int: "a number",
+        float: "a number",
+    }
+    return names.get(type(value), "null" if value is None else type(value).__name__)
