@@ -29,12 +29,18 @@ class JobRun(models.Model):
         VALIDATE = "validate"
         MIGRATE = "migrate"
         ROLLBACK = "rollback"
+        REPAIR = "repair"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
         RUNNING = "running"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        # The process running it died (or stopped beating) before it finished; see jobs.py.
+        INTERRUPTED = "interrupted"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.INTERRUPTED)
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     schema_name = models.CharField(max_length=63, blank=True, default="")
@@ -48,6 +54,12 @@ class JobRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Who runs it ("host pid N"), its last sign of life, and its django-q task (to drop a stale
+    # queue entry once the run is known to be dead). Options the task needs again on a restart.
+    worker = models.CharField(max_length=200, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    task_id = models.CharField(max_length=64, blank=True, default="")
+    params = models.JSONField(default=dict, blank=True)
 
     class Meta:
         db_table = "operations_job_runs"
@@ -55,6 +67,14 @@ class JobRun(models.Model):
         indexes = [
             models.Index(
                 fields=["schema_name", "kind", "-created_at"], name="jobrun_schema_kind_idx"
+            )
+        ]
+        constraints = [
+            # At most one queued or running run per kind and schema, whichever door starts it.
+            models.UniqueConstraint(
+                fields=["kind", "schema_name"],
+                condition=models.Q(status__in=["queued", "running"]),
+                name="jobrun_one_active_per_kind_schema",
             )
         ]
 
@@ -68,6 +88,31 @@ class JobRun(models.Model):
             if self.total
             else (100 if self.status == "succeeded" else 0)
         )
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    def restart_form(self) -> dict | None:
+        """Where a Restart button posts to start the same kind again: the door that started it,
+        so its permission checks apply. None when there is no such door (a rollback asks for
+        the slug to be typed; the monitor runs on its schedule)."""
+        from django.urls import reverse
+
+        from tenants.models import Organization
+        from tenants.views import RUNBOOK_JOBS
+
+        if self.kind == self.Kind.BACKUP and not self.schema_name:
+            return {"url": reverse("backup_now"), "fields": {}}
+        org = Organization.objects.filter(schema_name=self.schema_name).first()
+        if not self.schema_name or org is None:
+            return None
+        if self.kind == self.Kind.RECONCILE:
+            mode = self.params.get("mode", "full")
+            return {"url": reverse("reconcile_now"), "fields": {"org": org.slug, "mode": mode}}
+        if self.kind in RUNBOOK_JOBS:
+            return {"url": reverse("runbook_job", args=[org.slug, self.kind]), "fields": {}}
+        return None
 
 
 class BackupRecord(models.Model):

@@ -4,21 +4,28 @@ previous task left on the connection."""
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from operations.backups import backup_create, backups_monitor
-from operations.jobs import job_run_execute
-from operations.models import WorkerHeartbeat
+from operations.jobs import JobAlreadyRunning, job_run_create, job_run_execute, job_runs_reap
+from operations.models import JobRun, WorkerHeartbeat
+
+log = logging.getLogger(__name__)
 
 
 def worker_heartbeat() -> str:
+    """Every minute, and whenever a worker process starts (operations.apps): the worker's beat,
+    and job runs whose worker died marked interrupted."""
     with schema_context(settings.PUBLIC_SCHEMA_NAME):
         now = timezone.now()
         WorkerHeartbeat.objects.update_or_create(
             cluster=settings.Q_CLUSTER["name"], defaults={"beat_at": now}
         )
+        job_runs_reap()
     return now.isoformat()
 
 
@@ -32,13 +39,22 @@ def _backup_summary(record) -> dict:
     }
 
 
-def backup_database(job_id: int | None = None) -> dict:
+def backup_job_run(job_id: int) -> JobRun:
+    """The backup as a job run, for every door: the page's task, the schedule, the command."""
     with schema_context(settings.PUBLIC_SCHEMA_NAME):
-        if job_id is None:
-            return _backup_summary(backup_create())
         return job_run_execute(
             job_id, lambda progress: _backup_summary(backup_create(progress=progress))
-        ).result
+        )
+
+
+def backup_database(job_id: int | None = None) -> dict:
+    if job_id is None:  # the schedule: recorded like a backup started from a page
+        try:
+            job_id = job_run_create(kind=JobRun.Kind.BACKUP, requested_by="schedule").id
+        except JobAlreadyRunning as err:
+            log.info("scheduled backup skipped: %s", err)
+            return {"skipped": str(err)}
+    return backup_job_run(job_id).result
 
 
 def monitor_backups() -> dict:

@@ -151,7 +151,11 @@ def job_status(request, job_id: int) -> HttpResponse:
         allowed = {o.schema_name for o in orgs_for(request.user, SUPPORT_ROLES)}
         if job.kind != JobRun.Kind.RECONCILE or job.schema_name not in allowed:
             return HttpResponse(status=404)
+    if job.is_active:
+        from operations.jobs import job_run_reap
+
+        job_run_reap(job)  # a dead worker's run turns "interrupted" here, and the polling stops
     response = render(request, "operations/_job.html", {"job": job})
-    if job.status in (JobRun.Status.SUCCEEDED, JobRun.Status.FAILED):
+    if job.status in JobRun.TERMINAL:
         response["HX-Trigger"] = "job-finished"
     return response
