@@ -32,7 +32,17 @@ class ReconciliationRun(models.Model):
     keys_checked = models.PositiveIntegerField(default=0)
     differences_found = models.PositiveIntegerField(default=0)
     auto_corrected = models.PositiveIntegerField(default=0)
-    opened = models.PositiveIntegerField(default=0)
+    # Honest counts: `opened` are new discrepancies only; a difference already queued is
+    # `still_open`, one matching a dismissal stays dismissed, and open ones whose difference is
+    # gone are closed by the run (`auto_closed`).
+    opened = models.PositiveIntegerField(default=0, help_text="new discrepancies opened")
+    still_open = models.PositiveIntegerField(default=0, help_text="differences already queued")
+    kept_dismissed = models.PositiveIntegerField(
+        default=0, help_text="differences equal to a dismissed one: left dismissed"
+    )
+    auto_closed = models.PositiveIntegerField(
+        default=0, help_text="open discrepancies closed because their difference is gone"
+    )
     since_xid = models.BigIntegerField(
         null=True, blank=True, help_text="incremental: ledger rows from this transaction id on"
     )
@@ -72,6 +82,7 @@ class Discrepancy(models.Model):
         APPROVED = "approved"
         DISMISSED = "dismissed"
         VANISHED = "vanished", "vanished before review"
+        RESOLVED = "resolved", "resolved by the system"
 
     organization = models.ForeignKey(
         "tenants.Organization", on_delete=models.CASCADE, related_name="discrepancies"
@@ -83,6 +94,10 @@ class Discrepancy(models.Model):
     location_id = models.BigIntegerField()
     lot_id = models.BigIntegerField(null=True, blank=True)
     sku = models.CharField(max_length=64)
+    # Copied from the tenant's item when found, so the cross-organisation queue shows them
+    # without reading every tenant schema.
+    item_name = models.CharField(max_length=200, blank=True, default="")
+    unit = models.CharField(max_length=2, blank=True, default="")
     location_code = models.CharField(max_length=64)
     lot_code = models.CharField(max_length=64, blank=True, default="")
     kind = models.CharField(max_length=16, choices=Kind.choices)
@@ -102,9 +117,18 @@ class Discrepancy(models.Model):
     note = models.TextField(blank=True, default="")
     balance_before = models.DecimalField(**QTY, null=True, blank=True)
     balance_after = models.DecimalField(**QTY, null=True, blank=True)
+    supersedes = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="superseded_by",
+        help_text="the dismissed discrepancy of the same key, with another difference, that this one follows",
+    )
 
     class Meta:
         db_table = "reconciliation_discrepancies"
+        verbose_name_plural = "Discrepancies"
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(

@@ -3,7 +3,7 @@ entries behind it, approve / dismiss (one or many), and who resolved what."""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
@@ -15,8 +15,14 @@ from django_tenants.utils import schema_context
 
 from inventory.models import LedgerEntry
 from operations.dispatch import job_start
+from reconciliation.forms import SORTS, QueueFilterForm
 from reconciliation.models import Discrepancy, ReconciliationRun
-from reconciliation.services import ResolutionError, discrepancy_approve, discrepancy_dismiss
+from reconciliation.services import (
+    ResolutionError,
+    discrepancies_dismiss,
+    discrepancy_approve,
+    discrepancy_dismiss,
+)
 from tenants.access import SUPPORT_ROLES, orgs_for, support_required
 
 STATUSES = [s for s, _ in Discrepancy.Status.choices]
@@ -29,7 +35,7 @@ def _visible(request):
 
 def _discrepancy_or_404(request, pk: int) -> Discrepancy:
     _, qs = _visible(request)
-    d = qs.select_related("organization", "resolved_by", "run").filter(pk=pk).first()
+    d = qs.select_related("organization", "resolved_by", "run", "supersedes").filter(pk=pk).first()
     if d is None:
         raise Http404("No such discrepancy.")
     return d
@@ -39,35 +45,31 @@ def _discrepancy_or_404(request, pk: int) -> Discrepancy:
 @require_GET
 def queue_page(request) -> HttpResponse:
     orgs, qs = _visible(request)
-    org = request.GET.get("org", "")
-    status = request.GET.get("status", "open")
-    min_size = request.GET.get("min", "").strip()
-    max_size = request.GET.get("max", "").strip()
+    form = QueueFilterForm(request.GET, orgs=orgs)
+    form.is_valid()  # errors are shown; the valid filters still apply
+    org = form.value("org", "")
+    status = form.value("status", Discrepancy.Status.OPEN)
     if org:
         qs = qs.filter(organization__slug=org)
-    if status in STATUSES:
+    if status != "all":
         qs = qs.filter(status=status)
-    errors = []
-    for name, value, lookup in (
-        ("min", min_size, "abs_difference__gte"),
-        ("max", max_size, "abs_difference__lt"),
-    ):
-        if value:
-            try:
-                number = Decimal(value)
-            except InvalidOperation:
-                number = None
-            if number is None or not number.is_finite():
-                errors.append(f"“{value}” is not a number ({name} size).")
-            else:
-                qs = qs.filter(**{lookup: number})
-    qs = qs.select_related("organization", "resolved_by").order_by("-abs_difference", "-id")
+    if form.value("min") is not None:
+        qs = qs.filter(abs_difference__gte=form.value("min"))
+    if form.value("max") is not None:
+        qs = qs.filter(abs_difference__lt=form.value("max"))
+    sort = form.value("sort", "size")
+    qs = qs.select_related("organization", "resolved_by").order_by(*SORTS[sort][1])
     page = Paginator(qs, 50).get_page(request.GET.get("page"))
     runs = (
         ReconciliationRun.objects.filter(organization__in=orgs)
         .select_related("organization")
         .order_by("-started_at")[:15]
     )
+    # What the address bar asked for, echoed into the form and the pager (bad values included,
+    # so the user sees what was refused).
+    raw = {name: request.GET.get(name, "") for name in ("org", "status", "min", "max", "sort")}
+    raw["status"] = raw["status"] or status
+    raw["sort"] = raw["sort"] or sort
     return render(
         request,
         "reconciliation/queue.html",
@@ -76,10 +78,13 @@ def queue_page(request) -> HttpResponse:
             "page": page,
             "rows": list(page.object_list),
             "runs": runs,
-            "errors": errors,
-            "f": {"org": org, "status": status, "min": min_size, "max": max_size},
+            "form": form,
+            "f": raw,
+            "query": urlencode(raw),
             "statuses": STATUSES,
+            "sorts": [(k, v[0]) for k, v in SORTS.items()],
         },
+        status=400 if form.errors else 200,
     )
 
 
@@ -135,18 +140,37 @@ def discrepancy_resolve(request, pk: int, action: str) -> HttpResponse:
 @support_required
 @require_POST
 def bulk_approve(request) -> HttpResponse:
+    """The queue's bulk form: approve the selected (default) or, with action=dismiss, dismiss
+    them all with one reason."""
     _, qs = _visible(request)
+    action = request.POST.get("action", "approve")
+    if action not in ("approve", "dismiss"):
+        return HttpResponse("Unknown action.", status=400, content_type="text/plain")
     ids = sorted({int(i) for i in request.POST.getlist("ids") if i.isascii() and i.isdigit()})
     if not ids:
-        messages.error(request, "Select at least one discrepancy to approve.")
+        messages.error(request, f"Select at least one discrepancy to {action}.")
         return _back(request)
     allowed = list(qs.filter(pk__in=ids, status="open").values_list("pk", flat=True))
+    note = request.POST.get("note", "")
+    if action == "dismiss":
+        try:
+            done = len(
+                discrepancies_dismiss(discrepancy_ids=allowed, user=request.user, reason=note)
+            )
+        except ResolutionError as err:
+            messages.error(request, f"Nothing dismissed: {err}.")
+            return _back(request)
+        skipped = len(ids) - done
+        messages.success(
+            request,
+            f"Dismissed {done} discrepanc{'y' if done == 1 else 'ies'}."
+            + (f" {skipped} skipped (not open or not yours)." if skipped else ""),
+        )
+        return _back(request)
     done, failed = 0, []
     for pk in allowed:
         try:
-            discrepancy_approve(
-                discrepancy_id=pk, user=request.user, note=request.POST.get("note", "")
-            )
+            discrepancy_approve(discrepancy_id=pk, user=request.user, note=note)
             done += 1
         except ResolutionError as err:
             failed.append(str(err))

@@ -18,15 +18,20 @@ def reconcile_tenant(
     mode: str = "incremental",
     job_id: int | None = None,
     triggered_by: str = "schedule",
+    dry_run: bool = False,
 ) -> dict:
+    """One tenant's run; with a job id (the page's button, the command) it is recorded on that
+    JobRun, with progress and the outcome."""
     with schema_context(schema_name):
         if job_id is None:
-            run = reconciliation_run(mode=mode, triggered_by=triggered_by)
+            run = reconciliation_run(mode=mode, dry_run=dry_run, triggered_by=triggered_by)
             return reconciliation_summary(run)
 
         def work(progress):
             return reconciliation_summary(
-                reconciliation_run(mode=mode, triggered_by=triggered_by, progress=progress)
+                reconciliation_run(
+                    mode=mode, dry_run=dry_run, triggered_by=triggered_by, progress=progress
+                )
             )
 
         return job_run_execute(job_id, work).result

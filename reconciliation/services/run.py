@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.conf import settings
@@ -24,6 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from reconciliation.models import Discrepancy, ReconciliationRun
+from reconciliation.services.closing import discrepancies_close_resolved
 from tenants.models import Organization
 
 Progress = Callable[[int, int, str], None]
@@ -50,7 +51,7 @@ _COMPARE = """
           {join} inventory_balances b
             ON b.item_id = s.item_id AND b.location_id = s.location_id AND b.lot_key = s.lot_key),
     diffs AS (
-        SELECT j.*, i.sku, loc.code AS location_code, lot.code AS lot_code
+        SELECT j.*, i.sku, loc.code AS location_code, lot.code AS lot_code, i.name AS item_name, i.unit
           FROM joined j
           JOIN inventory_items i ON i.id = j.item_id
           JOIN inventory_locations loc ON loc.id = j.location_id
@@ -58,7 +59,7 @@ _COMPARE = """
          WHERE j.ledger_sum IS DISTINCT FROM j.balance)
     SELECT (SELECT count(*) FROM joined),
            (SELECT COALESCE(json_agg(json_build_array(item_id, location_id, lot_id, ledger_sum::text, balance::text,
-                                                      orphan, sku, location_code, lot_code)
+                                                      orphan, sku, location_code, lot_code, item_name, unit)
                                      ORDER BY item_id, location_id, COALESCE(lot_id, 0)), '[]'::json)
               FROM diffs)"""
 _ADD_DELTA = """
@@ -72,10 +73,6 @@ class ReconciliationBusy(Exception):
     """Another run for this organisation holds its lock."""
 
 
-class ResolutionError(Exception):
-    pass
-
-
 @dataclass
 class Difference:
     item_id: int
@@ -87,6 +84,8 @@ class Difference:
     sku: str
     location_code: str
     lot_code: str
+    item_name: str = ""
+    unit: str = ""
 
     @property
     def diff(self) -> Decimal:
@@ -166,13 +165,24 @@ def reconciliation_run(
                 len(differences),
                 watermark,
             )
-            if not dry_run:
-                _record_and_correct(run, org, differences, tolerance)
-            else:
-                run.auto_corrected = sum(1 for d in differences if abs(d.diff) < tolerance)
-                run.opened = len(differences) - run.auto_corrected
+            with transaction.atomic():
+                # Planned and applied in one transaction: the open discrepancies stay locked
+                # from the plan to the write (an approve or dismiss of one waits for us).
+                plan = _plan(org, differences, tolerance, lock=not dry_run)
+                if not dry_run:
+                    _apply(run, org, plan)
+                run.auto_corrected = len(plan.corrections)
+                run.opened = len(plan.new)
+                run.still_open = len(plan.still_open)
+                run.kept_dismissed = len(plan.kept_dismissed)
+                run.auto_closed = discrepancies_close_resolved(
+                    organization=org,
+                    reason=f"the balance equals the ledger sum again ({mode} reconciliation run {run.pk})",
+                    run=run,
+                    dry_run=dry_run,
+                )
             run.status = ReconciliationRun.Status.SUCCEEDED
-            report(2, 2, f"{run.auto_corrected} auto-corrected, {run.opened} opened")
+            report(2, 2, _counts(run))
         except Exception as err:
             run.status, run.error = ReconciliationRun.Status.FAILED, str(err)[:5000]
             raise
@@ -201,7 +211,9 @@ def _compare(since: int | None) -> tuple[list[Difference], int, int]:
         sums=_SUMS_INCREMENTAL if incremental else _SUMS_FULL,
         join="LEFT JOIN" if incremental else "FULL OUTER JOIN",
     )
-    with connection.cursor() as cursor:
+    # Its own (sub)transaction: a tenant whose tables are missing fails here without leaving
+    # the caller's transaction aborted, so the run can still be recorded as failed.
+    with transaction.atomic(), connection.cursor() as cursor:
         # Taken before the comparison: every transaction not finished by now has an xid >= this,
         # so the next incremental run will look at its rows, whenever it commits.
         cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
@@ -221,141 +233,152 @@ def _compare(since: int | None) -> tuple[list[Difference], int, int]:
             r[6],
             r[7],
             r[8] or "",
+            r[9] or "",
+            r[10] or "",
         )
         for r in rows
     ]
     return diffs, keys_checked, watermark
 
 
-def _record_and_correct(
-    run: ReconciliationRun, org, differences: list[Difference], tolerance: Decimal
-) -> None:
-    with transaction.atomic(), connection.cursor() as cursor:
-        for d in differences:  # sorted by key: one lock order with the trigger's upserts
-            small = abs(d.diff) < tolerance
-            fields = dict(
-                run=run,
-                last_seen_run=run,
-                sku=d.sku,
-                location_code=d.location_code,
-                lot_code=d.lot_code,
-                kind=d.kind,
-                ledger_sum=d.ledger_sum,
-                balance=d.balance,
-                difference=d.diff,
-                abs_difference=abs(d.diff),
-            )
-            if small:
-                cursor.execute(_ADD_DELTA, [d.item_id, d.location_id, d.lot_id, d.diff])
-                Discrepancy.objects.create(
-                    organization=org,
-                    item_id=d.item_id,
-                    location_id=d.location_id,
-                    lot_id=d.lot_id,
-                    status=Discrepancy.Status.AUTO_CORRECTED,
-                    resolved_at=timezone.now(),
-                    balance_before=d.balance,
-                    balance_after=d.ledger_sum,
-                    note=f"auto-corrected: |{d.diff}| below tolerance {tolerance}",
-                    **fields,
-                )
-                run.auto_corrected += 1
+@dataclass
+class Plan:
+    """What a run does with each difference, decided before anything is written."""
+
+    corrections: list[Difference] = field(default_factory=list)  # below the tolerance
+    still_open: list[tuple[Discrepancy, Difference]] = field(default_factory=list)
+    kept_dismissed: list[tuple[Discrepancy, Difference]] = field(default_factory=list)
+    new: list[tuple[Difference, Discrepancy | None]] = field(default_factory=list)
+
+
+_CLOSED_BY_PEOPLE_OR_SYSTEM = [
+    Discrepancy.Status.APPROVED,
+    Discrepancy.Status.DISMISSED,
+    Discrepancy.Status.VANISHED,
+    Discrepancy.Status.RESOLVED,
+]
+
+
+def _key(d) -> tuple:
+    return (d.item_id, d.location_id, d.lot_id)
+
+
+def _plan(org, differences: list[Difference], tolerance: Decimal, *, lock: bool) -> Plan:
+    """Sort the differences: correct the small ones; a large one updates the key's open
+    discrepancy, or stays dismissed when the key's last decision was a dismissal of this very
+    difference, or opens a new discrepancy (linked to that dismissal when the difference changed)."""
+    plan = Plan()
+    large = []
+    for d in differences:
+        (plan.corrections if abs(d.diff) < tolerance else large).append(d)
+    if not large:
+        return plan
+    open_qs = Discrepancy.objects.filter(organization=org, status=Discrepancy.Status.OPEN)
+    if lock:
+        open_qs = open_qs.select_for_update()
+    open_by_key = {_key(o): o for o in open_qs.order_by("pk")}
+    # The latest closed discrepancy of each key with a difference: one query (DISTINCT ON).
+    last_closed = {
+        _key(c): c
+        for c in Discrepancy.objects.filter(
+            organization=org,
+            status__in=_CLOSED_BY_PEOPLE_OR_SYSTEM,
+            item_id__in={d.item_id for d in large if _key(d) not in open_by_key},
+        )
+        .order_by("item_id", "location_id", "lot_id", "-created_at", "-id")
+        .distinct("item_id", "location_id", "lot_id")
+    }
+    for d in large:
+        existing = open_by_key.get(d.key)
+        if existing is not None:
+            plan.still_open.append((existing, d))
+            continue
+        last = last_closed.get(d.key)
+        if last is not None and last.status == Discrepancy.Status.DISMISSED:
+            if last.difference == d.diff:
+                plan.kept_dismissed.append((last, d))
             else:
-                existing = Discrepancy.objects.filter(
-                    organization=org,
-                    status=Discrepancy.Status.OPEN,
-                    item_id=d.item_id,
-                    location_id=d.location_id,
-                    lot_id=d.lot_id,
-                ).first()
-                if existing:
-                    fields.pop("run")
-                    Discrepancy.objects.filter(pk=existing.pk).update(**fields)
-                else:
-                    Discrepancy.objects.create(
-                        organization=org,
-                        item_id=d.item_id,
-                        location_id=d.location_id,
-                        lot_id=d.lot_id,
-                        status=Discrepancy.Status.OPEN,
-                        **fields,
-                    )
-                run.opened += 1
+                plan.new.append((d, last))
+        else:
+            plan.new.append((d, None))
+    return plan
 
 
-# --- review actions ------------------------------------------------------------------------------
-
-
-def _open_for_update(discrepancy_id: int) -> Discrepancy:
-    """Lock the discrepancy for this transaction; only an open one can be resolved."""
-    d = (
-        Discrepancy.objects.select_for_update()
-        .select_related("organization")
-        .get(pk=discrepancy_id)
+def _observed(run: ReconciliationRun, d: Difference) -> dict:
+    return dict(
+        last_seen_run=run,
+        sku=d.sku,
+        item_name=d.item_name,
+        unit=d.unit,
+        location_code=d.location_code,
+        lot_code=d.lot_code,
+        kind=d.kind,
+        ledger_sum=d.ledger_sum,
+        balance=d.balance,
+        difference=d.diff,
+        abs_difference=abs(d.diff),
     )
-    if d.status != Discrepancy.Status.OPEN:
-        raise ResolutionError(f"discrepancy {d.pk} is already {d.status}")
-    return d
 
 
-def discrepancy_approve(*, discrepancy_id: int, user, note: str = "") -> Discrepancy:
-    """Set the balance to the ledger sum as it is now, under the balance row's lock, and record
-    what changed. If the difference has meanwhile gone, close it as vanished instead."""
-    from django_tenants.utils import schema_context
-
-    with transaction.atomic():
-        d = _open_for_update(discrepancy_id)
-        with schema_context(d.organization.schema_name), connection.cursor() as cursor:
-            key = [d.item_id, d.location_id, d.lot_id]
-            # Lock the balance row (creating it at zero if missing): inserters on this key wait
-            # for us, and the sum read after the lock sees every committed ledger row.
-            cursor.execute(_ADD_DELTA, [*key, Decimal(0)])
-            cursor.execute(
-                """SELECT qty_canonical FROM inventory_balances
-                               WHERE item_id = %s AND location_id = %s AND lot_key = COALESCE(%s, 0) FOR UPDATE""",
-                key,
-            )
-            before = cursor.fetchone()[0]
-            cursor.execute(
-                """SELECT COALESCE(sum(qty_canonical), 0) FROM inventory_ledger
-                               WHERE item_id = %s AND location_id = %s AND lot_id IS NOT DISTINCT FROM %s""",
-                key,
-            )
-            ledger_sum = cursor.fetchone()[0]
-            if ledger_sum != before:
-                cursor.execute(
-                    """UPDATE inventory_balances SET qty_canonical = %s, updated_at = now()
-                                   WHERE item_id = %s AND location_id = %s AND lot_key = COALESCE(%s, 0)""",
-                    [ledger_sum, *key],
-                )
-        d.balance_before, d.balance_after = before, ledger_sum
-        d.status = (
-            Discrepancy.Status.APPROVED if ledger_sum != before else Discrepancy.Status.VANISHED
+def _apply(run: ReconciliationRun, org, plan: Plan) -> None:
+    """Write the plan (inside the run's transaction)."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        for d in plan.corrections:  # sorted by key: one lock order with the trigger's upserts
+            cursor.execute(_ADD_DELTA, [d.item_id, d.location_id, d.lot_id, d.diff])
+    created = [
+        Discrepancy(
+            organization=org,
+            run=run,
+            item_id=d.item_id,
+            location_id=d.location_id,
+            lot_id=d.lot_id,
+            status=Discrepancy.Status.AUTO_CORRECTED,
+            resolved_at=now,
+            balance_before=d.balance,
+            balance_after=d.ledger_sum,
+            note=f"auto-corrected: |{d.diff}| below tolerance {run.tolerance}",
+            **_observed(run, d),
         )
-        d.note = note.strip() or (
-            "balance set to the ledger sum"
-            if ledger_sum != before
-            else "the difference had disappeared before approval; nothing changed"
+        for d in plan.corrections
+    ]
+    created += [
+        Discrepancy(
+            organization=org,
+            run=run,
+            item_id=d.item_id,
+            location_id=d.location_id,
+            lot_id=d.lot_id,
+            status=Discrepancy.Status.OPEN,
+            supersedes=previous,
+            **_observed(run, d),
         )
-        d.resolved_by, d.resolved_at = user, timezone.now()
-        d.save()
-    return d
+        for d, previous in plan.new
+    ]
+    Discrepancy.objects.bulk_create(created, batch_size=1000)
+    updated = []
+    for existing, d in plan.still_open:
+        for name, value in _observed(run, d).items():
+            setattr(existing, name, value)
+        updated.append(existing)
+    if updated:
+        Discrepancy.objects.bulk_update(
+            updated, list(_observed(run, plan.still_open[0][1])), batch_size=1000
+        )
+    # A dismissal that still holds records that it was seen again; its decision is unchanged.
+    seen = []
+    for dismissed, _ in plan.kept_dismissed:
+        dismissed.last_seen_run = run
+        seen.append(dismissed)
+    if seen:
+        Discrepancy.objects.bulk_update(seen, ["last_seen_run"], batch_size=1000)
 
 
-def discrepancy_dismiss(*, discrepancy_id: int, user, reason: str) -> Discrepancy:
-    reason = (reason or "").strip()
-    if not reason:
-        raise ResolutionError("a reason is required to dismiss a discrepancy")
-    with transaction.atomic():
-        d = _open_for_update(discrepancy_id)
-        d.status, d.note, d.resolved_by, d.resolved_at = (
-            Discrepancy.Status.DISMISSED,
-            reason,
-            user,
-            timezone.now(),
-        )
-        d.save()
-    return d
+def _counts(run: ReconciliationRun) -> str:
+    return (
+        f"{run.auto_corrected} auto-corrected, {run.opened} new, {run.still_open} still open, "
+        f"{run.kept_dismissed} kept dismissed, {run.auto_closed} auto-closed"
+    )
 
 
 def reconciliation_summary(run: ReconciliationRun, seconds: float | None = None) -> dict:
@@ -367,7 +390,9 @@ def reconciliation_summary(run: ReconciliationRun, seconds: float | None = None)
         "differences": run.differences_found,
         "auto_corrected": run.auto_corrected,
         "opened": run.opened,
+        "still_open": run.still_open,
+        "kept_dismissed": run.kept_dismissed,
+        "auto_closed": run.auto_closed,
         "seconds": round(seconds if seconds is not None else (run.seconds or 0), 3),
-        "summary": f"{run.keys_checked} keys, {run.differences_found} differences, "
-        f"{run.auto_corrected} auto-corrected, {run.opened} opened",
+        "summary": f"{run.keys_checked} keys, {run.differences_found} differences, {_counts(run)}",
     }

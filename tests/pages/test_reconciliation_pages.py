@@ -36,8 +36,8 @@ def globex_d(globex):
     return d
 
 
-def queue_ids(response) -> list[int]:
-    assert response.status_code == 200
+def queue_ids(response, status: int = 200) -> list[int]:
+    assert response.status_code == status
     return [int(i) for i in re.findall(r'<tr data-id="(\d+)">', text(response))]
 
 
@@ -58,8 +58,10 @@ def test_it_lists_only_the_supported_organisations_discrepancies(
     html = text(globex_view)
     assert acme_d.sku not in html
     assert '<option value="acme"' not in html  # nor offered in the filters / run form
-    # Asking for another organisation's rows by filter shows nothing.
-    assert queue_ids(as_globex_support.get("/reconciliation/?org=acme")) == []
+    # Asking for another organisation's rows by filter shows nothing: not one of the choices.
+    refused = as_globex_support.get("/reconciliation/?org=acme")
+    assert queue_ids(refused, 400) == [globex_d.id]  # the bad filter is ignored, not obeyed
+    assert acme_d.sku not in text(refused) and "Select a valid choice" in text(refused)
 
 
 def test_it_lists_runs_only_of_supported_organisations(as_globex_support, acme_d, globex_d):
@@ -114,12 +116,12 @@ def test_it_filters_the_queue_by_size(as_admin, acme_d, globex_d):
 
 def test_it_reports_a_size_that_is_not_a_number(as_admin, acme_d, globex_d):
     response = as_admin.get("/reconciliation/?min=abc&max=10")
-    assert response.status_code == 200
+    assert response.status_code == 400
     html = text(response)
-    assert "“abc” is not a number (min size)." in html
+    assert "Size at least: Enter a number. (“abc”)" in html
     assert 'name="min" value="abc"' in html
     # The bad bound is ignored; the good one still applies.
-    assert queue_ids(response) == [acme_d.id]
+    assert queue_ids(response, 400) == [acme_d.id]
 
 
 # --- detail --------------------------------------------------------------------------------------
@@ -318,3 +320,168 @@ def test_platform_admins_may_run_any_organisation(as_admin, globex, sync_jobs):
     assert response.status_code == 200
     run = ReconciliationRun.objects.get()
     assert run.organization == globex and run.mode == "incremental"
+
+
+# --- bounded filters (issue 16.12) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("max=1e999999", "Size below"),  # a 500 (DataError: numeric field overflow) before
+        ("min=1e999999", "Size at least"),
+        ("min=-1", "Size at least"),
+        ("max=0.0000001", "Size below"),
+        ("max=9999999999999", "Size below"),
+        ("sort=bogus", "Sort"),
+        ("status=bogus", "Status"),
+    ],
+)
+def test_it_answers_400_with_a_field_error_for_an_unbounded_filter(
+    as_admin, acme_d, globex_d, query, field
+):
+    before = list(Discrepancy.objects.order_by("pk").values_list("pk", "status", "note"))
+    runs = ReconciliationRun.objects.count()
+    response = as_admin.get(f"/reconciliation/?{query}")
+    assert response.status_code == 400
+    assert '<p class="error" role="alert" id="q-' in text(response)
+    assert f"{field}: " in text(response)
+    assert list(Discrepancy.objects.order_by("pk").values_list("pk", "status", "note")) == before
+    assert ReconciliationRun.objects.count() == runs and JobRun.objects.count() == 0
+
+
+def test_a_page_number_that_is_not_a_number_shows_the_first_page(as_admin, acme_d):
+    assert queue_ids(as_admin.get("/reconciliation/?page=1e999999")) == [acme_d.id]
+
+
+# --- queue basics (issue 16.9) -------------------------------------------------------------------
+
+
+def test_every_row_names_the_item_its_unit_and_links_to_the_item_page(as_admin, acme_d):
+    html = text(as_admin.get("/reconciliation/"))
+    row = table_body(html, "discrepancies")
+    assert acme_d.item_name and acme_d.unit == "g"
+    assert (
+        f'<a href="/orgs/acme/items/{acme_d.item_id}/" class="item-link">{acme_d.item_name}</a>'
+        in row
+    )
+    assert "<td>g</td>" in row
+    assert "ledger sum minus balance table" in html  # the sign of the difference explained
+    assert 'id="select-all"' in html
+
+
+def test_the_queue_sorts_by_size_age_organisation_and_status(
+    as_admin, admin_user, acme_d, globex_d
+):
+    from reconciliation.services import discrepancy_dismiss
+
+    [small] = open_discrepancies("acme", 1, prefix="S", by="1")
+    discrepancy_dismiss(discrepancy_id=globex_d.id, user=admin_user, reason="known")
+    base = "/reconciliation/?status=all&sort="
+    assert queue_ids(as_admin.get(base + "size")) == [globex_d.id, acme_d.id, small.id]
+    assert queue_ids(as_admin.get(base + "size_asc")) == [small.id, acme_d.id, globex_d.id]
+    assert queue_ids(as_admin.get(base + "age")) == [acme_d.id, globex_d.id, small.id]
+    assert queue_ids(as_admin.get(base + "newest")) == [small.id, globex_d.id, acme_d.id]
+    assert queue_ids(as_admin.get(base + "org")) == [acme_d.id, small.id, globex_d.id]
+    assert queue_ids(as_admin.get(base + "status")) == [globex_d.id, acme_d.id, small.id]
+    # The pager keeps the sort.
+    assert "sort=size_asc" in text(as_admin.get(base + "size_asc"))
+
+
+def test_bulk_dismiss_needs_a_reason_and_writes_nothing_without_one(as_acme_support, acme):
+    first, second = open_discrepancies("acme", 2, prefix="D")
+    for note in ("", "   "):
+        response = as_acme_support.post(
+            "/reconciliation/approve/",
+            {"ids": [first.id, second.id], "action": "dismiss", "note": note},
+            follow=True,
+        )
+        assert response.redirect_chain == [("/reconciliation/", 302)]
+        assert "Nothing dismissed: a reason is required to dismiss discrepancies." in messages_of(
+            response
+        )
+        assert set(Discrepancy.objects.values_list("status", flat=True)) == {"open"}
+        assert not Discrepancy.objects.exclude(note="").exists()
+
+
+def test_bulk_dismiss_dismisses_the_selected_with_one_reason(
+    as_acme_support, acme_support, globex_d
+):
+    first, second, left = open_discrepancies("acme", 3, prefix="D")
+    response = as_acme_support.post(
+        "/reconciliation/approve/",
+        {"ids": [first.id, second.id, globex_d.id], "action": "dismiss", "note": "in transit"},
+        follow=True,
+    )
+    assert "Dismissed 2 discrepancies. 1 skipped (not open or not yours)." in messages_of(response)
+    rows = {
+        d.pk: (d.status, d.note, d.resolved_by_id)
+        for d in Discrepancy.objects.filter(pk__in=[first.id, second.id, left.id, globex_d.id])
+    }
+    assert rows == {
+        first.id: ("dismissed", "in transit", acme_support.id),
+        second.id: ("dismissed", "in transit", acme_support.id),
+        left.id: ("open", "", None),
+        globex_d.id: ("open", "", None),
+    }
+    assert balance_of("acme", first.sku, first.location_code) == Decimal(10)  # nothing corrected
+
+
+def test_support_of_another_organisation_cannot_bulk_dismiss(as_globex_support, acme_d):
+    response = as_globex_support.post(
+        "/reconciliation/approve/",
+        {"ids": [acme_d.id], "action": "dismiss", "note": "not mine"},
+        follow=True,
+    )
+    assert "Dismissed 0 discrepancies. 1 skipped (not open or not yours)." in messages_of(response)
+    acme_d.refresh_from_db()
+    assert (acme_d.status, acme_d.note, acme_d.resolved_by) == ("open", "", None)
+
+
+def test_bulk_refuses_an_unknown_action(as_admin, acme_d):
+    response = as_admin.post("/reconciliation/approve/", {"ids": [acme_d.id], "action": "delete"})
+    assert response.status_code == 400
+    acme_d.refresh_from_db()
+    assert acme_d.status == "open"
+
+
+# --- honest counts and the page refreshing in place (issue 16.8) ----------------------------------
+
+
+def test_run_now_reports_new_and_still_open_apart(as_acme_support, acme, sync_jobs):
+    from django.db import connection
+    from django_tenants.utils import schema_context
+
+    from tests.pages.helpers import stock_keys
+
+    open_discrepancies("acme", 3, prefix="H")  # three already open
+    stock_keys("acme", 1, prefix="J")
+    with schema_context("acme"), connection.cursor() as cur:
+        cur.execute(
+            "UPDATE inventory_balances b SET qty_canonical = qty_canonical + 5 "
+            "FROM inventory_items i WHERE i.id = b.item_id AND i.sku = 'J-0000'"
+        )
+    response = as_acme_support.post("/reconciliation/run/", {"org": "acme", "mode": "full"})
+    assert response.status_code == 200
+    job = JobRun.objects.get()
+    job.refresh_from_db()
+    assert job.status == "succeeded", job.error
+    assert "1 new, 3 still open" in job.message
+    assert (job.result["opened"], job.result["still_open"]) == (1, 3)
+    run = ReconciliationRun.objects.latest("started_at")
+    assert (run.opened, run.still_open) == (1, 3)
+    runs = table_body(text(as_acme_support.get("/reconciliation/")), "runs")
+    assert f'<tr data-run="{run.id}">' in runs
+    assert '<td class="num new">1</td><td class="num still-open">3</td>' in runs
+
+
+def test_the_queue_refreshes_itself_when_a_job_it_follows_finishes(as_acme_support, acme_d):
+    html = text(as_acme_support.get("/reconciliation/?status=open"))
+    live = re.search(r'<div id="queue-live"([^>]*)>', html)
+    assert live, "no live region"
+    attrs = live.group(1)
+    assert 'hx-trigger="job-finished from:body"' in attrs
+    assert 'hx-get="/reconciliation/?status=open"' in attrs and 'hx-select="#queue-live"' in attrs
+    # The discrepancy list and the runs are inside the refreshed region.
+    region = html[live.start() :]
+    assert '<table id="discrepancies">' in region and '<table id="runs">' in region

@@ -1,16 +1,16 @@
-import time
-
 from django.core.management.base import CommandError
-from django_tenants.utils import schema_context
 
 from inventory.management.commands._base import TenantCommand
-from reconciliation.services import ReconciliationBusy, reconciliation_run
+from operations.jobs import job_run_create
+from operations.models import JobRun
+from reconciliation.tasks import reconcile_tenant
 
 
 class Command(TenantCommand):
     help = (
         "Compare every balance with the sum of its ledger, per tenant. Differences under the tolerance "
-        "are corrected; larger ones are queued for review. Incremental unless --full."
+        "are corrected; larger ones are queued for review; open ones whose difference is gone are "
+        "closed. Incremental unless --full. Each tenant's run is recorded as a job, as from the page."
     )
 
     def add_arguments(self, parser):
@@ -28,19 +28,23 @@ class Command(TenantCommand):
         mode = "full" if full else "incremental"
         failed = []
         for name in self.schemas(schema):
-            started = time.monotonic()
+            # The same JobRun the page's button records, so the fleet and the runbook see it.
+            job = job_run_create(
+                kind=JobRun.Kind.RECONCILE, schema_name=name, requested_by="command"
+            )
             try:
-                with schema_context(name):
-                    run = reconciliation_run(mode=mode, dry_run=dry_run, triggered_by="command")
-            except ReconciliationBusy as err:
-                self.stderr.write(f"{name}: skipped, {err}")
+                r = reconcile_tenant(name, mode, job.id, "command", dry_run=dry_run)
+            except Exception as err:  # one broken organisation must not stop the others
+                self.stderr.write(f"{name}: failed, {type(err).__name__}: {err}".strip())
                 failed.append(name)
                 continue
-            took = time.monotonic() - started
-            label = f"{run.mode}{' (dry run)' if dry_run else ''}"
+            label = f"{r['mode']}{' (dry run)' if dry_run else ''}"
+            would = " (would be)" if dry_run else ""
             self.stdout.write(
-                f"{name}: {label}: {run.keys_checked} keys checked, {run.differences_found} differences, "
-                f"{run.auto_corrected} auto-corrected, {run.opened} opened{' (would be)' if dry_run else ''}, {took:.2f}s"
+                f"{name}: {label}: {r['keys_checked']} keys checked, {r['differences']} differences, "
+                f"{r['auto_corrected']} auto-corrected, {r['opened']} opened{would} "
+                f"({r['still_open']} still open, {r['kept_dismissed']} kept dismissed, "
+                f"{r['auto_closed']} auto-closed), {r['seconds']:.2f}s"
             )
         if failed:
             raise CommandError(f"not reconciled: {', '.join(failed)}")

@@ -1,0 +1,86 @@
+"""Close open discrepancies whose difference is gone: the balance equals the ledger sum again
+(a backfill, a repair, an approval of the same key by other means). They are closed as resolved
+by the system, with the reason, so the queue and the fleet show only what still needs people.
+
+The check and the close are one transaction: the open discrepancies are locked first (an approve
+or dismiss of one of them waits), then one statement reads the ledger sum and the balance of
+every locked key. Under READ COMMITTED that statement sees everything committed before it, so a
+discrepancy is closed only on what the database holds now, never on an older comparison.
+"""
+
+from __future__ import annotations
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from reconciliation.models import Discrepancy, ReconciliationRun
+
+_TRUTH = """
+    SELECT k.id,
+           (SELECT sum(l.qty_canonical) FROM inventory_ledger l
+             WHERE l.item_id = k.item_id AND l.location_id = k.location_id
+               AND l.lot_id IS NOT DISTINCT FROM k.lot_id) AS ledger_sum,
+           (SELECT b.qty_canonical FROM inventory_balances b
+             WHERE b.item_id = k.item_id AND b.location_id = k.location_id
+               AND b.lot_key = COALESCE(k.lot_id, 0)) AS balance
+      FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
+           AS k(id, item_id, location_id, lot_id)"""
+
+
+def discrepancies_close_resolved(
+    *,
+    organization,
+    reason: str,
+    run: ReconciliationRun | None = None,
+    dry_run: bool = False,
+) -> int:
+    """Close (or, for a dry run, count) the current tenant's open discrepancies whose balance now
+    equals the ledger sum. Runs in the caller's transaction when there is one."""
+    with transaction.atomic():
+        candidates = Discrepancy.objects.filter(
+            organization=organization, status=Discrepancy.Status.OPEN
+        ).order_by("pk")  # one lock order for every locker
+        if not dry_run:
+            candidates = candidates.select_for_update()
+        open_ = list(candidates)
+        if not open_:
+            return 0
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _TRUTH,
+                [
+                    [d.pk for d in open_],
+                    [d.item_id for d in open_],
+                    [d.location_id for d in open_],
+                    [d.lot_id for d in open_],
+                ],
+            )
+            truth = {pk: (ledger_sum, balance) for pk, ledger_sum, balance in cursor.fetchall()}
+        # Same rule as the comparison (IS DISTINCT FROM): no ledger and no balance row is gone too.
+        gone = [d for d in open_ if truth[d.pk][0] == truth[d.pk][1]]
+        if dry_run or not gone:
+            return len(gone)
+        now = timezone.now()
+        for d in gone:
+            d.balance_before, d.balance_after = d.balance, truth[d.pk][1]
+            d.status, d.note, d.resolved_by, d.resolved_at = (
+                Discrepancy.Status.RESOLVED,
+                reason[:1000],
+                None,
+                now,
+            )
+            if run is not None:
+                d.last_seen_run = run
+        Discrepancy.objects.bulk_update(
+            gone,
+            [
+                "status",
+                "note",
+                "resolved_by",
+                "resolved_at",
+                "balance_before",
+                "balance_after",
+                "last_seen_run",
+            ],
+        )
+    return len(gone)
