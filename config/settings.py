@@ -69,6 +69,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_q",
+    "ninja",  # django-ninja: its swagger-ui static files serve /api/docs (no CDN)
 ]
 TENANT_APPS = [
     "django.contrib.contenttypes",

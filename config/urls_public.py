@@ -3,10 +3,10 @@ hosts, see urls_tenant)."""
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from inventory import pages as inventory_pages
-from inventory.openapi import openapi_json
+from inventory.api_urls import docs_urlpatterns as api_docs_urlpatterns
 from operations import pages as operations_pages
 from operations.views import health
 from reconciliation import pages as reconciliation_pages
@@ -14,7 +14,7 @@ from tenants import key_pages, views
 
 urlpatterns = [
     path("health", health, name="health"),
-    path("api/openapi.json", openapi_json),
+    path("api/", include(api_docs_urlpatterns)),  # OpenAPI document and docs, no credentials
     path(
         "login/",
         auth_views.LoginView.as_view(template_name="login.html", redirect_authenticated_user=True),

@@ -1,61 +1,21 @@
-"""Reads on the current tenant's inventory, shaped for the API and the pages."""
+"""Reads on the current tenant's inventory for the API and the pages. Selectors return model rows
+and typed page results; the HTTP shape (JSON schemas) lives in inventory/api/.
+
+Lists are keyset-paged on a unique, indexed column: a page costs the same however many rows the
+table has, and no COUNT(*) runs unless the caller asks for a total (`with_count`). Offset pages
+(`page=`) stay for old clients."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import Q, Sum
-from django.utils.dateparse import parse_datetime
 
-from inventory.models import Balance, Item, LedgerEntry, Location, Lot, MovementKind
-from inventory.services.errors import ValidationFailed
+from inventory.models import Balance, Item, LedgerEntry, Location, Lot
 
-MAX_PAGE_SIZE = 200
 QTY_PLACES = Decimal("0.000001")
-MAX_LEDGER_LIMIT = 500
-
-
-def _int_param(query, name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed(
-            f"{name} must be a whole number.", {name: ["must be a whole number"]}
-        ) from None
-    if not low <= value <= high:
-        raise ValidationFailed(
-            f"{name} must be between {low} and {high}.", {name: [f"between {low} and {high}"]}
-        )
-    return value
-
-
-@dataclass(frozen=True)
-class Page:
-    number: int = 1
-    size: int = 50
-
-    @classmethod
-    def from_query(cls, query) -> Page:
-        return cls(
-            _int_param(query, "page", 1, 1, 10**6),
-            _int_param(query, "page_size", 50, 1, MAX_PAGE_SIZE),
-        )
-
-    def slice(self, qs):
-        start = (self.number - 1) * self.size
-        return qs[start : start + self.size]
-
-    def meta(self, count: int) -> dict:
-        return {
-            "page": self.number,
-            "page_size": self.size,
-            "count": count,
-            "pages": max(1, -(-count // self.size)),
-        }
 
 
 def fmt_qty(value) -> str:
@@ -63,43 +23,36 @@ def fmt_qty(value) -> str:
     return str(Decimal(value or 0).quantize(QTY_PLACES))
 
 
-def item_dict(item: Item, on_hand=None) -> dict:
-    data = {
-        "id": item.id,
-        "sku": item.sku,
-        "name": item.name,
-        "unit": item.unit,
-        "active": item.is_active,
-    }
-    if on_hand is not None:
-        data["on_hand"] = fmt_qty(on_hand)
-    return data
+@dataclass(frozen=True)
+class PageRequest:
+    size: int = 50
+    cursor: str | int | None = None  # keyset: rows after this key
+    page: int | None = None  # offset paging (old clients); None with a cursor
+    with_count: bool = False
 
 
-def location_dict(location: Location) -> dict:
-    return {
-        "id": location.id,
-        "code": location.code,
-        "name": location.name,
-        "site": location.site,
-        "active": location.is_active,
-    }
+@dataclass(frozen=True)
+class PageResult:
+    rows: list
+    next_cursor: str | int | None
+    count: int | None = None
 
 
-def ledger_entry_dict(entry: LedgerEntry) -> dict:
-    return {
-        "id": entry.id,
-        "item": entry.item.sku,
-        "location": entry.location.code,
-        "lot": entry.lot.code if entry.lot_id else None,
-        "qty": fmt_qty(entry.qty_canonical),
-        "kind": entry.kind,
-        "reference": entry.reference,
-        "occurred_at": entry.occurred_at.isoformat(),
-        "recorded_at": entry.recorded_at.isoformat(),
-        "recorded_by": entry.recorded_by,
-        "posting_id": entry.posting_id,
-    }
+def _keyset_page(qs, key: str, req: PageRequest) -> PageResult:
+    """One page ordered by `key` (unique): fetch one row more than asked to know whether another
+    page follows, so the last page never links to an empty one."""
+    qs = qs.order_by(key)
+    count = qs.count() if req.with_count else None
+    if req.page is not None:
+        start = (req.page - 1) * req.size
+        rows = list(qs[start : start + req.size + 1])
+    else:
+        if req.cursor is not None:
+            qs = qs.filter(**{f"{key}__gt": req.cursor})
+        rows = list(qs[: req.size + 1])
+    more = len(rows) > req.size
+    rows = rows[: req.size]
+    return PageResult(rows, getattr(rows[-1], key) if more else None, count)
 
 
 def _items_matching(search: str):
@@ -107,30 +60,29 @@ def _items_matching(search: str):
     search = (search or "").strip()
     if search:
         qs = qs.filter(Q(sku__icontains=search) | Q(name__icontains=search))
-    return qs.order_by("sku")
+    return qs
 
 
-def items_list(*, search: str = "", page: Page = Page()) -> dict:
-    qs = _items_matching(search)
-    return {**page.meta(qs.count()), "results": [item_dict(i) for i in page.slice(qs)]}
+def items_page(*, search: str = "", req: PageRequest = PageRequest()) -> PageResult:
+    return _keyset_page(_items_matching(search), "sku", req)
 
 
-def items_with_on_hand(*, search: str = "", page: Page = Page()) -> dict:
-    """Items with their on-hand total over every location and lot, from the balance table."""
-    qs = _items_matching(search)
-    rows = list(page.slice(qs))
+def items_with_on_hand_page(*, search: str = "", req: PageRequest = PageRequest()) -> PageResult:
+    """Items with `on_hand` (their total over every location and lot, from the balance table)."""
+    result = items_page(search=search, req=req)
     totals = dict(
-        Balance.objects.filter(item_id__in=[i.id for i in rows])
+        Balance.objects.filter(item_id__in=[i.id for i in result.rows])
         .values("item_id")
         .annotate(total=Sum("qty_canonical"))
         .values_list("item_id", "total")
     )
-    return {**page.meta(qs.count()), "results": [item_dict(i, totals.get(i.id, 0)) for i in rows]}
+    for item in result.rows:
+        item.on_hand = totals.get(item.id, Decimal(0))
+    return result
 
 
-def locations_list(*, page: Page = Page()) -> dict:
-    qs = Location.objects.order_by("code")
-    return {**page.meta(qs.count()), "results": [location_dict(loc) for loc in page.slice(qs)]}
+def locations_page(*, req: PageRequest = PageRequest()) -> PageResult:
+    return _keyset_page(Location.objects.all(), "code", req)
 
 
 @dataclass(frozen=True)
@@ -161,21 +113,10 @@ def balances_queryset(filters: BalanceFilters):
     return qs
 
 
-def balance_dict(balance: Balance) -> dict:
-    return {
-        "item": balance.item.sku,
-        "location": balance.location.code,
-        "lot": balance.lot.code if balance.lot_id else None,
-        "qty": fmt_qty(balance.qty_canonical),
-        "unit": balance.item.unit,
-        "last_ledger_id": balance.last_ledger_id,
-        "updated_at": balance.updated_at.isoformat(),
-    }
-
-
-def balances_list(*, filters: BalanceFilters, page: Page = Page()) -> dict:
-    qs = balances_queryset(filters).order_by("item__sku", "location__code", "lot__code")
-    return {**page.meta(qs.count()), "results": [balance_dict(b) for b in page.slice(qs)]}
+def balances_page(*, filters: BalanceFilters, req: PageRequest = PageRequest()) -> PageResult:
+    """Balances in key order (the balance row's id): a keyed lookup (item, location and lot
+    given) is one indexed query."""
+    return _keyset_page(balances_queryset(filters), "id", req)
 
 
 def balance_of(*, item_id: int, location_id: int, lot_id: int | None):
@@ -192,47 +133,18 @@ def balance_of(*, item_id: int, location_id: int, lot_id: int | None):
 class LedgerFilters:
     item: str = ""
     location: str = ""
-    lot: str = ""
+    lot: str = ""  # a lot code, or "none"
     kind: str = ""
-    since: object = None
-    until: object = None
+    since: datetime | None = None
+    until: datetime | None = None
     cursor: int | None = None
     limit: int = 100
 
-    @classmethod
-    def from_query(cls, query) -> LedgerFilters:
-        kind = query.get("kind", "").strip()
-        if kind and kind not in MovementKind.values:
-            raise ValidationFailed(
-                f"Unknown kind {kind!r}.", {"kind": [f"one of {', '.join(MovementKind.values)}"]}
-            )
-        dates = {}
-        for name in ("since", "until"):
-            raw = query.get(name, "").strip()
-            if raw:
-                parsed = parse_datetime(raw)
-                if parsed is None:
-                    raise ValidationFailed(
-                        f"{name} must be an ISO 8601 date-time.", {name: ["ISO 8601 date-time"]}
-                    )
-                dates[name] = parsed
-        cursor = query.get("cursor")
-        return cls(
-            item=query.get("item", "").strip(),
-            location=query.get("location", "").strip(),
-            lot=query.get("lot", "").strip(),
-            kind=kind,
-            since=dates.get("since"),
-            until=dates.get("until"),
-            cursor=_int_param(query, "cursor", 0, 1, 2**63 - 1)
-            if cursor not in (None, "")
-            else None,
-            limit=_int_param(query, "limit", 100, 1, MAX_LEDGER_LIMIT),
-        )
 
-
-def ledger_page(*, filters: LedgerFilters) -> dict:
-    """Newest first, keyset-paginated by id: constant cost per page however long the ledger is."""
+def ledger_page(*, filters: LedgerFilters) -> PageResult:
+    """Newest first, keyset-paginated by id: constant cost per page however long the ledger is.
+    Item and location are looked up first so the ledger's (item, location, lot, id) index serves
+    the ORDER BY."""
     qs = LedgerEntry.objects.select_related("item", "location", "lot")
     if filters.item:
         item_id = Item.objects.filter(sku=filters.item).values_list("id", flat=True).first()
@@ -255,10 +167,7 @@ def ledger_page(*, filters: LedgerFilters) -> dict:
         qs = qs.filter(occurred_at__lt=filters.until)
     if filters.cursor is not None:
         qs = qs.filter(id__lt=filters.cursor)
-    rows = list(qs.order_by("-id")[: filters.limit])
-    next_cursor = rows[-1].id if len(rows) == filters.limit else None
-    return {
-        "results": [ledger_entry_dict(e) for e in rows],
-        "next_cursor": next_cursor,
-        "limit": filters.limit,
-    }
+    rows = list(qs.order_by("-id")[: filters.limit + 1])
+    more = len(rows) > filters.limit
+    rows = rows[: filters.limit]
+    return PageResult(rows, rows[-1].id if more else None)

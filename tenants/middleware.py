@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,40}[a-z0-9]$")
 # Tenant paths that need no credentials (they hold no tenant data).
-OPEN_API_PATHS = ("/api/openapi.json",)
+OPEN_API_PATHS = ("/api/openapi.json", "/api/docs")
 
 
 class RoutingError(Exception):

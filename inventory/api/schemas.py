@@ -1,0 +1,318 @@
+"""Input and output schemas of the tenant API. Inputs are strict: a string field takes only a
+string (`idempotency_key: false` or `reference: []` is a 400 naming the field, never coerced),
+text refuses NUL characters and lone surrogates (PostgreSQL stores neither), quantities are
+decimal strings (JSON numbers are read as exact decimals, never floats), timestamps must be real
+dates with a UTC offset PostgreSQL accepts. Outputs give quantities as decimal strings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from ninja import Field, Schema
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Discriminator,
+    PlainValidator,
+    StrictBool,
+    StrictStr,
+    Tag,
+    WithJsonSchema,
+)
+
+from inventory.models import MovementKind
+from inventory.selectors import fmt_qty
+from inventory.services.ledger_rows import quantity_problem, timestamp_problem
+
+# What the documentation promises (NUMERIC(18,6)); the check itself is ledger_rows'.
+QTY_PATTERN = r"^-?[0-9]{1,12}(\.[0-9]{1,6})?$"
+
+
+def _clean_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters are not allowed")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("not valid Unicode text (a lone surrogate?)") from None
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_clean_text)]
+Code = Annotated[Text, Field(min_length=1, max_length=64)]
+
+
+def _quantity(raw: Any) -> Decimal:
+    """A decimal string, or a JSON number (read as an exact Decimal or an int): the ledger's one
+    rule (inventory/services/ledger_rows.py), checked before any query."""
+    if isinstance(raw, float):  # the parser never makes floats; a caller in Python might
+        raise ValueError('a quantity is a decimal string, e.g. "12.5"')
+    value, problem = quantity_problem(raw)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+QuantityIn = Annotated[
+    Decimal,
+    PlainValidator(_quantity),
+    WithJsonSchema({"type": "string", "pattern": QTY_PATTERN, "examples": ["12.5", "-4"]}),
+]
+
+
+def _timestamp(raw: Any) -> datetime | None:
+    """ISO 8601 text, a real date with an offset PostgreSQL accepts; "" or null: not given."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str):
+        raise ValueError("a date-time is ISO 8601 text, e.g. 2026-11-24T09:30:00Z")
+    value, problem = timestamp_problem(raw)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+TimestampIn = Annotated[
+    datetime | None,
+    PlainValidator(_timestamp),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+IdempotencyKey = Annotated[Text, Field(min_length=1, max_length=200)]
+Kind = Literal[tuple(MovementKind.values)]  # type: ignore[valid-type]
+
+
+class StrictIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- ledger -------------------------------------------------------------------------------
+
+
+class EntryIn(StrictIn):
+    item: Code = Field(description="item SKU")
+    location: Code = Field(description="location code")
+    lot: Annotated[Text, Field(max_length=64)] | None = Field(None, description="lot code")
+    qty: QuantityIn = Field(description="decimal string in the item's canonical unit")
+    kind: Kind
+    reference: Annotated[Text, Field(max_length=200)] = ""
+    occurred_at: TimestampIn = Field(None, description="defaults to now")
+
+
+class BatchIn(StrictIn):
+    entries: list[EntryIn] = Field(min_length=1)
+    idempotency_key: IdempotencyKey | None = None
+
+
+def _posting_shape(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "entries" in value else "entry"
+
+
+PostingIn = Annotated[
+    Annotated[BatchIn, Tag("batch")] | Annotated[EntryIn, Tag("entry")],
+    Discriminator(_posting_shape),
+]
+
+
+class LedgerEntryOut(Schema):
+    id: int
+    item: str
+    location: str
+    lot: str | None
+    qty: str
+    kind: str
+    reference: str
+    occurred_at: datetime
+    recorded_at: datetime
+    recorded_by: str
+    posting_id: int | None
+
+    @staticmethod
+    def resolve_item(obj) -> str:
+        return obj.item.sku
+
+    @staticmethod
+    def resolve_location(obj) -> str:
+        return obj.location.code
+
+    @staticmethod
+    def resolve_lot(obj) -> str | None:
+        return obj.lot.code if obj.lot_id else None
+
+    @staticmethod
+    def resolve_qty(obj) -> str:
+        return fmt_qty(obj.qty_canonical)
+
+
+class PostingOut(Schema):
+    posting_id: int
+    replayed: bool = Field(description="true when a retry with the same key returned the original")
+    entries: list[LedgerEntryOut]
+
+
+class LedgerQuery(Schema):
+    item: Code | None = None
+    location: Code | None = None
+    lot: Code | None = Field(None, description='a lot code, or "none" for entries without a lot')
+    kind: Kind | None = None
+    since: TimestampIn = Field(None, description="occurred at or after (ISO 8601)")
+    until: TimestampIn = Field(None, description="occurred before (ISO 8601)")
+    cursor: int | None = Field(None, ge=1, le=2**63 - 1, description="next_cursor of the last page")
+    limit: int = Field(100, ge=1, le=500)
+
+
+class LedgerPage(Schema):
+    results: list[LedgerEntryOut]
+    next_cursor: int | None
+    limit: int
+
+
+# --- catalogue and balances ---------------------------------------------------------------
+
+
+class PageQuery(Schema):
+    page_size: int = Field(50, ge=1, le=200)
+    page: int | None = Field(
+        None, ge=1, le=10**6, description="offset page (from 1); prefer cursor"
+    )
+    count: bool = Field(False, description="include the total (one COUNT query)")
+
+
+class CodeCursorQuery(PageQuery):
+    cursor: Code | None = Field(None, description="next_cursor of the last page")
+
+
+class ItemsQuery(CodeCursorQuery):
+    search: Annotated[Text, Field(max_length=100)] = Field("", description="in SKU or name")
+
+
+class BalancesQuery(PageQuery):
+    item: Code | None = Field(None, description="item SKU")
+    location: Code | None = Field(None, description="location code")
+    lot: Code | None = Field(None, description='a lot code, or "none" for balances without a lot')
+    cursor: int | None = Field(None, ge=1, le=2**63 - 1, description="next_cursor of the last page")
+
+
+# Catalogue inputs: types here, the rules (code pattern, lengths, units, uniqueness) in the
+# catalogue service, which reports every field at once.
+class ItemIn(StrictIn):
+    sku: Text = Field(description="1-64 letters, digits, '.', '_', '/' or '-'")
+    name: Text = Field(description="1-200 characters")
+    unit: Text = Field(description="g, ml or ea (canonical units)")
+
+
+class ItemOut(Schema):
+    id: int
+    sku: str
+    name: str
+    unit: str
+    active: bool
+
+    @staticmethod
+    def resolve_active(obj) -> bool:
+        return obj.is_active
+
+
+class ItemOnHandOut(ItemOut):
+    on_hand: str
+
+    @staticmethod
+    def resolve_on_hand(obj) -> str:
+        return fmt_qty(obj.on_hand)
+
+
+class LocationIn(StrictIn):
+    code: Text = Field(description="1-64 letters, digits, '.', '_', '/' or '-'")
+    name: Text = Field(description="1-200 characters")
+    site: Text = Field("", description="at most 100 characters")
+
+
+class LocationOut(Schema):
+    id: int
+    code: str
+    name: str
+    site: str
+    active: bool
+
+    @staticmethod
+    def resolve_active(obj) -> bool:
+        return obj.is_active
+
+
+class BalanceOut(Schema):
+    item: str
+    location: str
+    lot: str | None
+    qty: str
+    unit: str
+    last_ledger_id: int
+    updated_at: datetime
+
+    @staticmethod
+    def resolve_item(obj) -> str:
+        return obj.item.sku
+
+    @staticmethod
+    def resolve_location(obj) -> str:
+        return obj.location.code
+
+    @staticmethod
+    def resolve_lot(obj) -> str | None:
+        return obj.lot.code if obj.lot_id else None
+
+    @staticmethod
+    def resolve_qty(obj) -> str:
+        return fmt_qty(obj.qty_canonical)
+
+    @staticmethod
+    def resolve_unit(obj) -> str:
+        return obj.item.unit
+
+
+class PageMeta(Schema):
+    page: int | None = Field(description="the offset page asked for, else null")
+    page_size: int
+    count: int | None = Field(description="total rows, only with count=true")
+    pages: int | None = Field(description="total pages, only with count=true")
+
+
+class ItemsPage(PageMeta):
+    next_cursor: str | None
+    results: list[ItemOut]
+
+
+class ItemsOnHandPage(PageMeta):
+    organization: str
+    next_cursor: str | None
+    results: list[ItemOnHandOut]
+
+
+class LocationsPage(PageMeta):
+    next_cursor: str | None
+    results: list[LocationOut]
+
+
+class BalancesPage(PageMeta):
+    next_cursor: int | None
+    results: list[BalanceOut]
+
+
+class PingOut(Schema):
+    ok: StrictBool
+    organization: str
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+class ErrorBody(Schema):
+    code: str
+    message: str
+    fields: dict[str, list[str]] | None = Field(
+        None, description="messages per field, e.g. entries[2].qty"
+    )
+
+
+class ErrorOut(Schema):
+    error: ErrorBody
