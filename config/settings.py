@@ -81,6 +81,9 @@ TENANT_DOMAIN_MODEL = "tenants.Domain"
 PUBLIC_SCHEMA_NAME = "public"
 PUBLIC_SCHEMA_URLCONF = "config.urls_public"
 ROOT_URLCONF = "config.urls_tenant"
+# Issue `SET search_path` only when the tenant changes, not before every cursor; routing sets the
+# path in its own query (tenants/selectors.py), so a keyed request needs no SET at all.
+TENANT_LIMIT_SET_CALLS = True
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -14,9 +14,9 @@ slug_validator = RegexValidator(
     SLUG_PATTERN,
     "Use 3-42 lowercase letters, digits and hyphens, starting with a letter and not ending in a hyphen.",
 )
-RESERVED_SLUGS = frozenset(
-    {"public", "www", "admin", "api", "static", "pg_catalog", "information_schema"}
-)
+RESERVED_SLUGS = frozenset({"public", "www", "admin", "api", "static"})
+# Schemas no organisation may take (besides every pg_* one and any schema that already exists).
+RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
 
 
 class Organization(TenantMixin):

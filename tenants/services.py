@@ -10,14 +10,24 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from tenants.models import RESERVED_SLUGS, ApiKey, Domain, Membership, Organization, slug_validator
+from tenants.models import (
+    RESERVED_SCHEMAS,
+    RESERVED_SLUGS,
+    ApiKey,
+    Domain,
+    Membership,
+    Organization,
+    slug_validator,
+)
 
 API_KEY_PREFIX_BYTES = 6  # 12 hex characters: readable, and unique enough to index
 API_KEY_SECRET_BYTES = 32
+# Last use of a key is written at most this often (not on every request).
+API_KEY_TOUCH_SECONDS = 60
 
 
 def organization_domain_for(slug: str) -> str:
@@ -36,13 +46,36 @@ def public_tenant_ensure() -> Organization:
     return org
 
 
+def organization_schema_name(slug: str) -> str:
+    return slug.replace("-", "_")
+
+
+def _schema_exists(schema_name: str) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", [schema_name])
+        return cursor.fetchone() is not None
+
+
+def _check_schema_name_free(schema_name: str) -> None:
+    """PostgreSQL's own schemas (pg_*, information_schema), public, and any schema already in the
+    catalog (another tool's, or one left behind) can never become an organisation's: migrating
+    "into" them would find tables missing or clash with the system's."""
+    if schema_name.startswith("pg_") or schema_name in RESERVED_SCHEMAS:
+        raise ValidationError(f"Schema '{schema_name}' is reserved by PostgreSQL; choose another slug.")
+    if _schema_exists(schema_name):
+        raise ValidationError(
+            f"A schema '{schema_name}' already exists in the database; choose another slug."
+        )
+
+
 def organization_create(
     *, slug: str, name: str, is_active: bool = True
 ) -> tuple[Organization, bool]:
     """Create an organisation with its schema (all tenant migrations) and `<slug>.<BASE_DOMAIN>`.
 
-    Idempotent: for an existing slug nothing is changed except that a missing domain or schema
-    (left by an interrupted earlier call) is completed. Returns (organisation, created).
+    The row, the schema, its tables and the domain are created in one transaction: a failure
+    anywhere leaves nothing behind. Idempotent: for an existing slug nothing is changed except
+    that a missing domain or schema is completed. Returns (organisation, created).
     """
     slug = (slug or "").strip().lower()
     slug_validator(slug)
@@ -50,21 +83,27 @@ def organization_create(
         raise ValidationError(f"'{slug}' is reserved; choose another slug.")
     if not name or not name.strip():
         raise ValidationError("An organisation needs a name.")
-    schema_name = slug.replace("-", "_")
+    schema_name = organization_schema_name(slug)
 
-    org = Organization.objects.filter(slug=slug).first()
-    created = org is None
-    if created:
-        # Saving runs CREATE SCHEMA and every tenant migration (django-tenants auto_create_schema).
-        org = Organization(
-            slug=slug, name=name.strip(), schema_name=schema_name, is_active=is_active
+    with transaction.atomic():
+        org = Organization.objects.filter(slug=slug).first()
+        created = org is None
+        if created:
+            _check_schema_name_free(schema_name)
+            # Saving runs CREATE SCHEMA and every tenant migration (auto_create_schema), here
+            # inside our transaction (PostgreSQL DDL is transactional).
+            org = Organization(
+                slug=slug, name=name.strip(), schema_name=schema_name, is_active=is_active
+            )
+            try:
+                org.save(verbosity=0)
+            finally:
+                connection.set_schema_to_public()
+        else:
+            org.create_schema(check_if_exists=True, verbosity=0)
+        Domain.objects.get_or_create(
+            domain=organization_domain_for(slug), defaults={"tenant": org, "is_primary": True}
         )
-        org.save(verbosity=0)
-    else:
-        org.create_schema(check_if_exists=True, verbosity=0)
-    Domain.objects.get_or_create(
-        domain=organization_domain_for(slug), defaults={"tenant": org, "is_primary": True}
-    )
     return org, created
 
 
@@ -155,7 +194,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     return api_key
 
 
-def api_key_touch(*, api_key_id: int, min_interval_seconds: int = 60) -> None:
+def api_key_touch(*, api_key_id: int, min_interval_seconds: int = API_KEY_TOUCH_SECONDS) -> None:
     """Record use, at most once a minute per key, so busy keys do not write on every request."""
     now = timezone.now()
     cutoff = now - timezone.timedelta(seconds=min_interval_seconds)

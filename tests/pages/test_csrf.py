@@ -56,7 +56,8 @@ def test_the_pages_token_is_accepted(acme_owner, acme):
     client = strict_client(acme_owner)
     token = form_token(client, "/orgs/acme/api-keys/")
     response = client.post("/orgs/acme/api-keys/", {"label": "real", "csrfmiddlewaretoken": token})
-    assert response.status_code == 200 and ApiKey.objects.get().label == "real"
+    # Post/redirect/get: the key is shown once on the page the redirect leads to.
+    assert response.status_code == 302 and ApiKey.objects.get().label == "real"
 
 
 def test_the_htmx_header_token_is_accepted(acme_support, acme, sync_jobs):
@@ -71,3 +72,20 @@ def test_the_htmx_header_token_is_accepted(acme_support, acme, sync_jobs):
     )
     assert response.status_code == 200
     assert JobRun.objects.get().status == "succeeded"
+
+
+@pytest.mark.parametrize("key_of", ["acme", "globex"])
+def test_it_checks_csrf_on_a_session_page_post_even_with_a_valid_api_key(
+    acme_owner, acme, globex, key_of
+):
+    from tenants.services import api_key_issue
+
+    org = {"acme": acme, "globex": globex}[key_of]
+    raw_key = api_key_issue(organization=org, label="riding along").raw_key
+    client = strict_client(acme_owner)
+    client.get("/orgs/acme/api-keys/")  # a session with a CSRF cookie; the forged form has no token
+    response = client.post(
+        "/orgs/acme/api-keys/", {"label": "forged"}, headers={"X-Api-Key": raw_key}
+    )
+    assert response.status_code == 403
+    assert not ApiKey.objects.filter(label="forged").exists()

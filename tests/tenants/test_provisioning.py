@@ -82,3 +82,51 @@ def test_it_explains_bad_command_input(db):
 def test_the_public_tenant_exists_with_the_platform_domain(db):
     public = Organization.objects.get(schema_name="public")
     assert Domain.objects.filter(tenant=public, domain="localhost").exists()
+
+
+@pytest.mark.parametrize(
+    "slug", ["information-schema", "pg-toast", "pg-catalog", "pg-anything", "public"]
+)
+def test_it_refuses_slugs_that_name_postgresql_schemas(db, slug):
+    before = (Organization.objects.count(), Domain.objects.count())
+    with pytest.raises(ValidationError, match="reserved"):
+        organization_create(slug=slug, name="System")
+    assert (Organization.objects.count(), Domain.objects.count()) == before
+
+
+def test_the_command_explains_a_reserved_slug_and_writes_nothing(db):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="reserved by PostgreSQL"):
+        call_command("create_organization", "--slug", "pg-toast", "--name", "Toast")
+    assert not Organization.objects.filter(slug="pg-toast").exists()
+
+
+def test_it_refuses_a_schema_that_already_exists(db):
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SCHEMA left_behind")
+    with pytest.raises(ValidationError, match="already exists"):
+        organization_create(slug="left-behind", name="Left behind")
+    assert not Organization.objects.filter(slug="left-behind").exists()
+
+
+def test_it_leaves_nothing_when_creating_the_schema_fails(db, monkeypatch):
+    real_create_schema = Organization.create_schema
+
+    def create_then_fail(self, *args, **kwargs):
+        real_create_schema(self, *args, **kwargs)  # schema and tables exist now
+        raise RuntimeError("migration failed half way")
+
+    def cleanup_fails(self, *args, **kwargs):  # as django-tenants' own clean-up failed for pg_toast
+        raise RuntimeError("could not drop the schema")
+
+    monkeypatch.setattr(Organization, "create_schema", create_then_fail)
+    monkeypatch.setattr(Organization, "_drop_schema", cleanup_fails)
+    with pytest.raises(RuntimeError):
+        organization_create(slug="halfway", name="Half way")
+    assert not Organization.objects.filter(slug="halfway").exists()
+    assert not Domain.objects.filter(domain__startswith="halfway.").exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'halfway'")
+        assert cursor.fetchone()[0] == 0
+    assert connection.schema_name == "public"

@@ -9,6 +9,7 @@ from tenants.services import api_key_issue, api_key_revoke, organization_set_act
 from tests.factories import PASSWORD, make_user
 
 ITEMS = "/api/items-enterprise"
+LEDGER = "/api/ledger"
 pytestmark = pytest.mark.django_db
 
 
@@ -219,8 +220,12 @@ def test_it_records_when_a_key_was_last_used(api, acme):
 
 
 def test_it_allows_api_key_posts_without_csrf_but_not_session_posts(acme, acme_key, acme_owner):
+    # A POST the API serves (items-enterprise is read-only): the CSRF check, not the method, decides.
+    body, content_type = '{"entries": []}', "application/json"
     client = Client(HTTP_HOST="acme.localhost", enforce_csrf_checks=True)
     client.login(username="acme-owner", password=PASSWORD)
-    assert client.post(ITEMS, {}).status_code == 403  # session without a CSRF token
+    response = client.post(LEDGER, body, content_type=content_type)
+    assert response.status_code == 403, response.content  # session without a CSRF token
     keyed = Client(HTTP_HOST="acme.localhost", enforce_csrf_checks=True)
-    assert keyed.post(ITEMS, {}, headers={"X-Api-Key": acme_key}).status_code != 403
+    response = keyed.post(LEDGER, body, content_type=content_type, headers={"X-Api-Key": acme_key})
+    assert response.status_code == 400, response.content  # past CSRF: the empty batch is refused
