@@ -7,16 +7,32 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
+def is_json_like(content_type: str) -> bool:
+    """application/json, text/json, application/vnd.api+json, text/plain, …: bodies a JSON
+    parser may be handed (clients label JSON in many ways)."""
+    content_type = (content_type or "").lower()
+    return (
+        content_type.endswith("/json")
+        or content_type.endswith("+json")
+        or content_type.startswith("text/")
+    )
+
+
 class RejectNulCharactersMiddleware:
-    """PostgreSQL text cannot hold NUL characters; a query string or form value with one would
-    end as a database error (a 500). Refuse it up front with a 400 that says why."""
+    """PostgreSQL text cannot hold NUL characters; a query string, form value or JSON body with
+    one would end as a database error (a 500). Refuse it up front with a 400 that says why."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith("/api/") and request.content_type == "multipart/form-data":
+            # Read the body before the form parser does: afterwards request.body raises
+            # RawPostDataException (a 500) in any view that looks at it. Django then parses
+            # the form from the buffered body.
+            request.body  # noqa: B018
         if self._has_nul(request):
-            message = "NUL characters are not allowed in parameters or form fields."
+            message = "NUL characters are not allowed in parameters, form fields or bodies."
             if request.path.startswith("/api/"):
                 return JsonResponse(
                     {"error": {"code": "invalid_characters", "message": message}}, status=400
@@ -28,13 +44,16 @@ class RejectNulCharactersMiddleware:
     def _has_nul(request: HttpRequest) -> bool:
         if "\x00" in request.path:
             return True
-        for _, values in request.GET.lists():
-            if any("\x00" in v for v in values):
+        for key, values in request.GET.lists():
+            if "\x00" in key or any("\x00" in v for v in values):
                 return True
         if request.method == "POST" and request.content_type in FORM_TYPES:
             for key, values in request.POST.lists():
                 if "\x00" in key or any("\x00" in v for v in values):
                     return True
-        elif request.content_type == "application/json" and b"\\u0000" in request.body.lower():
-            return True
+        elif is_json_like(request.content_type):
+            body = request.body
+            # A raw NUL byte, or JSON's escape for it (\u0000, any case).
+            if b"\x00" in body or b"\\u0000" in body.lower():
+                return True
         return False

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connection
 from django_tenants.utils import schema_context
 
 from inventory.models import Item, LedgerEntry, Location, Lot
@@ -104,3 +105,169 @@ def test_the_demo_ledger_loads_once(db):
     assert demo_ledger_ensure(organization=org, rows=3000) is None
     assert count_rows("demo_test", "inventory_ledger") == 3000
     assert balance_mismatches("demo_test") == []
+
+
+HEADER = "sku,item_name,unit,location,location_name,site,lot,lot_expires_on,qty,kind,reference,occurred_at\n"
+OK_ROW = "FL-1,Flour,g,WH-A,Warehouse A,HQ,,,5,receipt,R-1,2026-01-01T00:00:00Z\n"
+
+
+def row(**over):
+    values = dict(
+        zip(
+            HEADER.strip().split(","),
+            "FL-1,Flour,g,WH-A,Warehouse A,HQ,,,5,receipt,R-2,2026-01-02T00:00:00Z".split(","),
+            strict=True,
+        )
+    )
+    values.update(over)
+    return ",".join(values.values()) + "\n"
+
+
+OFFSET = "the UTC offset must be between -15:59 and +15:59"
+BAD_FILES = [
+    ("bad date", row(occurred_at="2026-02-30T00:00:00"), "occurred_at", "is not a real date-time"),
+    ("bad month", row(occurred_at="2026-13-01T00:00:00"), "occurred_at", "is not a real date-time"),
+    ("bad hour", row(occurred_at="2026-01-01T25:00:00"), "occurred_at", "is not a real date-time"),
+    (
+        "bad expiry",
+        row(lot="L-1", lot_expires_on="2027-02-30"),
+        "lot_expires_on",
+        "is not a real date",
+    ),
+    ("bad expiry text", row(lot="L-1", lot_expires_on="soon"), "lot_expires_on", "ISO date"),
+    ("offset +23:00", row(occurred_at="2026-01-01T00:00:00+23:00"), "occurred_at", OFFSET),
+    ("offset -16:59", row(occurred_at="2026-01-01T00:00:00-16:59"), "occurred_at", OFFSET),
+    ("offset +99:00", row(occurred_at="2026-01-01T00:00:00+99:00"), "occurred_at", OFFSET),
+    ("huge qty", row(qty="1e999999999"), "qty", "is not a decimal number"),
+    ("huge qty 2", row(qty="1e+999999999999999999"), "qty", "is not a decimal number"),
+    ("tiny qty", row(qty="-1e-999999999"), "qty", "is not a decimal number"),
+    ("too many digits", row(qty="1000000000000"), "qty", "too many digits"),
+    ("too many decimals", row(qty="0.0000001"), "qty", "at most 6 decimal places"),
+    ("arabic-indic digits", row(qty="\u0661\u0662"), "qty", "is not a decimal number"),
+    ("underscore", row(qty="1_000"), "qty", "is not a decimal number"),
+    ("plus sign", row(qty="+5"), "qty", "is not a decimal number"),
+    ("NUL in reference", row(reference="R\x00-9"), "reference", "contains a NUL character"),
+    ("NUL in sku", row(sku="FL\x00-1"), "sku", "contains a NUL character"),
+    ("NUL in name", row(item_name="Fl\x00our", sku="NEW-1"), "item_name", "contains a NUL"),
+    ("long sku", row(sku="S" * 65), "sku", "item has at most 64 characters"),
+    ("long location", row(location="L" * 65), "location", "location has at most 64 characters"),
+    ("long lot", row(lot="L" * 65), "lot", "lot has at most 64 characters"),
+    ("long item name", row(sku="NEW-1", item_name="n" * 201), "item_name", "at most 200"),
+    (
+        "long location name",
+        row(location="WH-N", location_name="n" * 201),
+        "location_name",
+        "at most 200",
+    ),
+    ("long site", row(location="WH-N", site="s" * 101), "site", "at most 100 characters"),
+    ("long reference", row(reference="r" * 201), "reference", "at most 200 characters"),
+    ("full-width sku", row(sku="\uff26\uff2c-1"), "sku", "new item"),
+    ("full-width location", row(location="\uff37\uff28"), "location", "new location"),
+    ("bad lot code", row(lot="L 1"), "lot", "new lot"),
+    ("bad kind", row(kind="theft"), "kind", "unknown movement kind 'theft'"),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "bad", "column", "message"), BAD_FILES, ids=[b[0] for b in BAD_FILES]
+)
+def test_it_names_line_and_column_of_a_bad_file_and_keeps_nothing(
+    acme, tmp_path, name, bad, column, message
+):
+    text = HEADER + OK_ROW + OK_ROW.replace("R-1", "R-3") + bad
+    with pytest.raises(CommandError) as err:
+        call_command("import_ledger", "--schema", "acme", write(tmp_path, text))
+    lines = str(err.value).splitlines()
+    assert lines[-1] == "1 line(s) are invalid; nothing was imported.", lines
+    assert len(lines) == 2 and lines[0].startswith(f"line 4, column {column}: "), lines
+    assert message in lines[0], lines
+    assert count_rows("acme", "inventory_ledger") == 0
+    assert count_rows("acme", "inventory_items") == 0
+    assert count_rows("acme", "inventory_postings") == 0
+
+
+def test_it_refuses_a_duplicated_column(acme, tmp_path):
+    text = "sku,location,qty,kind,qty\nFL-1,WH-A,5,receipt,-500\n"
+    with pytest.raises(CommandError) as err:
+        call_command("import_ledger", "--schema", "acme", write(tmp_path, text))
+    assert str(err.value).splitlines()[0] == (
+        "line 1, column qty: column 'qty' appears twice (columns 3 and 5)"
+    )
+    assert count_rows("acme", "inventory_ledger") == 0
+
+
+def test_it_refuses_two_rows_that_overflow_a_balance(acme, tmp_path):
+    """Against a balance column of NUMERIC(18,6) (as before the widening, or a schema rolled
+    back to it): the sum of two rows no longer fits. The ALTER is rolled back with the test."""
+    with schema_context("acme"), connection.cursor() as cursor:
+        cursor.execute(
+            "ALTER TABLE inventory_balances ALTER COLUMN qty_canonical TYPE numeric(18,6)"
+        )
+    text = HEADER + row(qty="999999999999") + OK_ROW + row(qty="999999999999", reference="R-9")
+    with pytest.raises(CommandError) as err:
+        call_command("import_ledger", "--schema", "acme", write(tmp_path, text))
+    assert str(err.value).splitlines()[0] == (
+        "line 4, column qty: the balance of FL-1 at WH-A would be 2000000000003, beyond what the "
+        "balance table holds (less than 1,000,000,000,000 in size)"
+    )
+    assert count_rows("acme", "inventory_ledger") == 0
+
+
+def test_the_same_file_is_imported_once_unless_forced(acme, tmp_path):
+    path = write(tmp_path, GOOD)
+    call_command("import_ledger", "--schema", "acme", path)
+    again = write(tmp_path, GOOD, name="renamed-copy.csv")  # the content counts, not the name
+    with pytest.raises(CommandError) as err:
+        call_command("import_ledger", "--schema", "acme", again)
+    assert "This file was already imported on " in str(err.value)
+    assert "(4 rows, posting " in str(err.value) and "use --force" in str(err.value)
+    assert count_rows("acme", "inventory_ledger") == 4
+    call_command("import_ledger", "--schema", "acme", "--force", again)
+    assert count_rows("acme", "inventory_ledger") == 8
+    with schema_context("acme"):
+        from inventory.models import Posting
+
+        postings = list(Posting.objects.order_by("id"))
+        assert [p.entry_count for p in postings] == [4, 4]
+        assert postings[0].idempotency_key.startswith("import:sha256:")
+        assert postings[1].idempotency_key is None and postings[1].recorded_by.endswith("(forced)")
+        assert LedgerEntry.objects.filter(posting=postings[0]).count() == 4
+    assert balance_mismatches("acme") == []
+
+
+def test_a_batch_key_is_imported_once(acme, tmp_path):
+    call_command(
+        "import_ledger", "--schema", "acme", "--batch-key", "old-2026-11", write(tmp_path, GOOD)
+    )
+    other = write(tmp_path, GOOD.replace("OLD-1", "OLD-X"), name="other.csv")
+    with pytest.raises(CommandError, match="Batch key 'old-2026-11' was already imported"):
+        call_command("import_ledger", "--schema", "acme", "--batch-key", "old-2026-11", other)
+    assert count_rows("acme", "inventory_ledger") == 4
+    with pytest.raises(CommandError, match="batch key must not contain NUL"):
+        call_command("import_ledger", "--schema", "acme", "--batch-key", "a\x00", other)
+
+
+def test_a_bad_file_exits_1_with_the_message_and_no_traceback(acme, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from urllib.parse import urlsplit, urlunsplit
+
+    from django.conf import settings
+
+    # The development server's URL, pointed at this run's test database.
+    url = urlunsplit(
+        urlsplit(settings.DATABASE_URL)._replace(path=f"/{connection.settings_dict['NAME']}")
+    )
+    path = write(tmp_path, HEADER + OK_ROW + row(qty="1e999999999"))
+    done = subprocess.run(
+        [sys.executable, "manage.py", "import_ledger", "--schema", "acme", path],
+        cwd=settings.BASE_DIR,
+        env=os.environ | {"DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "line 3, column qty: '1e999999999' is not a decimal number" in done.stderr
