@@ -28,14 +28,23 @@ class Command(TenantCommand):
         mode = "full" if full else "incremental"
         failed = []
         for name in self.schemas(schema):
-            # The same JobRun the page's button records, so the fleet and the runbook see it.
-            job = job_run_create(
-                kind=JobRun.Kind.RECONCILE, schema_name=name, requested_by="command"
-            )
             try:
+                # The same JobRun the page's button records, so the fleet and the runbook see
+                # it (and a run already under way for this schema refuses a second one).
+                job = job_run_create(
+                    kind=JobRun.Kind.RECONCILE,
+                    schema_name=name,
+                    requested_by="command",
+                    params={"mode": mode, "dry_run": dry_run},
+                )
                 r = reconcile_tenant(name, mode, job.id, "command", dry_run=dry_run)
             except Exception as err:  # one broken organisation must not stop the others
                 self.stderr.write(f"{name}: failed, {type(err).__name__}: {err}".strip())
+                failed.append(name)
+                continue
+            if not r:  # the job runner did not run it (its lock is held elsewhere)
+                job.refresh_from_db()
+                self.stderr.write(f"{name}: not run, {job.error or job.status}")
                 failed.append(name)
                 continue
             label = f"{r['mode']}{' (dry run)' if dry_run else ''}"
