@@ -1,7 +1,8 @@
 """Tenant data: items, locations, lots, the append-only ledger and the trigger-kept balances.
 
 Every table here exists once per organisation schema. Quantities are NUMERIC(18,6) in the
-item's canonical unit; never floats.
+item's canonical unit; never floats. Balances are NUMERIC(38,6): a sum of ledger rows must not
+overflow (sql/v4_balance_qty_wide.sql).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from django.db import models
 from django.utils import timezone
 
 QTY = {"max_digits": 18, "decimal_places": 6}
+BALANCE_QTY = {"max_digits": 38, "decimal_places": 6}
 
 
 class Unit(models.TextChoices):
@@ -119,6 +121,7 @@ class LedgerEntry(models.Model):
 
     class Meta:
         db_table = "inventory_ledger"
+        verbose_name_plural = "ledger entries"
         constraints = [
             models.CheckConstraint(condition=~models.Q(qty_canonical=0), name="ledger_qty_nonzero"),
             models.CheckConstraint(
@@ -144,7 +147,7 @@ class Balance(models.Model):
     item = models.ForeignKey(Item, on_delete=models.DO_NOTHING, related_name="+")
     location = models.ForeignKey(Location, on_delete=models.DO_NOTHING, related_name="+")
     lot = models.ForeignKey(Lot, on_delete=models.DO_NOTHING, null=True, related_name="+")
-    qty_canonical = models.DecimalField(**QTY)
+    qty_canonical = models.DecimalField(**BALANCE_QTY)
     last_ledger_id = models.BigIntegerField()
     updated_at = models.DateTimeField()
 

@@ -16,7 +16,8 @@ TENANT_JOBS = {
     JobRun.Kind.BACKFILL: "inventory.tasks.backfill_tenant",
     JobRun.Kind.VALIDATE: "inventory.tasks.validate_tenant",
     JobRun.Kind.MIGRATE: "operations.tasks.migrate_tenant",
-    JobRun.Kind.ROLLBACK: "operations.tasks.rollback_tenant",
+    JobRun.Kind.ROLLBACK: "inventory.tasks.rollback_tenant",  # the guide's three DROPs only
+    JobRun.Kind.REPAIR: "inventory.tasks.repair_tenant",  # put back the current objects, then backfill
 }
 
 

@@ -1,5 +1,6 @@
-"""What /health reports: database reachability, pending migrations per schema, the worker's
-heartbeat and (once backups exist) the newest backup's age."""
+"""What /health reports: database reachability, pending migrations per schema, each organisation's
+balance objects (read from the catalog, not from django_migrations), the worker's heartbeat and
+(once backups exist) the newest backup's age."""
 
 from __future__ import annotations
 
@@ -91,6 +92,10 @@ def health_report() -> HealthReport:
     if behind:
         report.failing.append("migrations")
 
+    report.checks["balances"] = _balances_check()
+    if not report.checks["balances"]["ok"]:
+        report.failing.append("balances")
+
     report.checks["worker"] = _worker_check()
     if not report.checks["worker"]["ok"] and settings.HEALTH_REQUIRE_WORKER:
         report.failing.append("worker")
@@ -101,6 +106,40 @@ def health_report() -> HealthReport:
         if not backups["ok"]:
             report.failing.append("backups")
     return report
+
+
+def _balances_check() -> dict:
+    """Table, trigger and function of every organisation, in one catalog query for all schemas.
+    django_migrations can record 0002 while the guide's rollback SQL has dropped all three; an
+    active organisation in that state fails health, named, with the command that fixes it."""
+    from inventory.services.validation import balance_objects_by_schema
+    from tenants.models import Organization
+
+    orgs = list(
+        Organization.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+        .order_by("slug")
+        .values_list("slug", "schema_name", "is_active")
+    )
+    objects = balance_objects_by_schema([schema for _, schema, _ in orgs])
+    broken = {
+        slug: objects[schema]
+        for slug, schema, active in orgs
+        if active and not objects[schema].live
+    }
+    check = {
+        "ok": not broken,
+        "organisations": {slug: objects[schema].as_dict() for slug, schema, _ in orgs},
+    }
+    if broken:
+        check["missing"] = sorted(broken)
+        check["message"] = "; ".join(
+            f"{slug}: inventory_ledger missing (run manage.py migrate_schemas --schema {o.schema})"
+            if not o.ledger
+            else f"{slug}: {', '.join(o.missing) or 'trigger disabled'}"
+            f" (run manage.py repair_balances --schema {o.schema})"
+            for slug, o in broken.items()
+        )
+    return check
 
 
 def _worker_check() -> dict:

@@ -5,30 +5,49 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.db import connection
 from django.db.models import Count
 from django_q.models import Schedule
 
+from inventory.services.validation import BalanceObjects, balance_objects_by_schema
+from inventory.tasks import REPAIR
 from operations.backups import newest_backup_status
 from operations.health import pending_migrations_by_schema
-from operations.models import JobRun
+from operations.models import BackupRecord, JobRun
 from operations.schedules import SCHEDULES
 from reconciliation.models import Discrepancy, ReconciliationRun
 from tenants.access import tenant_orgs
 from tenants.models import Organization
+
+# Recorded in django_migrations by this migration; when it is recorded and the objects are not
+# in the catalog, `migrate_schemas` will not put them back: only the repair does.
+BALANCE_MIGRATION = "inventory.0002_inventory_balances"
 
 
 @dataclass
 class FleetRow:
     org: Organization
     pending: list[str]
-    balance_table: bool
-    trigger_enabled: bool
+    objects: BalanceObjects
     last_backfill: JobRun | None
     last_validation: JobRun | None
     last_reconciliation: ReconciliationRun | None
     open_discrepancies: int
     reasons: list[str] = field(default_factory=list)
+
+    @property
+    def balance_table(self) -> bool:
+        return self.objects.table
+
+    @property
+    def trigger_enabled(self) -> bool:
+        return self.objects.trigger and self.objects.trigger_enabled
+
+    @property
+    def recorded_but_missing(self) -> list[str]:
+        """The guide's objects django_migrations calls applied but the catalog does not hold."""
+        if BALANCE_MIGRATION in self.pending or not self.objects.ledger:
+            return []
+        return self.objects.missing
 
     @property
     def needs_attention(self) -> bool:
@@ -41,27 +60,9 @@ class FleetRow:
         return bool(self.last_validation.result.get("ok"))
 
 
-def _catalog_state(schemas: list[str]) -> dict[str, tuple[bool, bool]]:
-    if not schemas:
-        return {}
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            SELECT s.name,
-                   to_regclass(quote_ident(s.name) || '.inventory_balances') IS NOT NULL,
-                   EXISTS (SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-                             JOIN pg_namespace n ON n.oid = c.relnamespace
-                            WHERE n.nspname = s.name AND c.relname = 'inventory_ledger'
-                              AND t.tgname = 'inventory_ledger_balance_trigger' AND t.tgenabled IN ('O', 'A'))
-              FROM unnest(%s::text[]) AS s(name)""",
-            [schemas],
-        )
-        return {name: (table, trigger) for name, table, trigger in cursor.fetchall()}
-
-
-def _latest_jobs(kind: str, schemas: list[str]) -> dict[str, JobRun]:
+def _latest_jobs(kinds: list[str], schemas: list[str]) -> dict[str, JobRun]:
     runs = (
-        JobRun.objects.filter(kind=kind, schema_name__in=schemas)
+        JobRun.objects.filter(kind__in=kinds, schema_name__in=schemas)
         .order_by("schema_name", "-created_at")
         .distinct("schema_name")
     )
@@ -72,9 +73,10 @@ def fleet_rows(orgs: list[Organization] | None = None) -> list[FleetRow]:
     orgs = list(tenant_orgs().order_by("slug")) if orgs is None else orgs
     schemas = [o.schema_name for o in orgs]
     pending = pending_migrations_by_schema(schemas) if schemas else {}
-    catalog = _catalog_state(schemas)
-    backfills = _latest_jobs(JobRun.Kind.BACKFILL, schemas)
-    validations = _latest_jobs(JobRun.Kind.VALIDATE, schemas)
+    catalog = balance_objects_by_schema(schemas)
+    # A repair ends with a backfill, so it counts as the last backfill.
+    backfills = _latest_jobs([JobRun.Kind.BACKFILL, REPAIR], schemas)
+    validations = _latest_jobs([JobRun.Kind.VALIDATE], schemas)
     recon = {
         r.organization_id: r
         for r in ReconciliationRun.objects.filter(organization__in=orgs)
@@ -89,12 +91,10 @@ def fleet_rows(orgs: list[Organization] | None = None) -> list[FleetRow]:
     )
     rows = []
     for org in orgs:
-        table, trigger = catalog.get(org.schema_name, (False, False))
         row = FleetRow(
             org,
             pending.get(org.schema_name, []),
-            table,
-            trigger,
+            catalog[org.schema_name],
             backfills.get(org.schema_name),
             validations.get(org.schema_name),
             recon.get(org.id),
@@ -102,7 +102,13 @@ def fleet_rows(orgs: list[Organization] | None = None) -> list[FleetRow]:
         )
         if row.pending:
             row.reasons.append(f"{len(row.pending)} migration(s) pending")
-        if not table or not trigger:
+        if row.recorded_but_missing:
+            row.reasons.append(
+                "recorded as applied but missing: "
+                + ", ".join(row.recorded_but_missing)
+                + f" (run repair_balances --schema {org.schema_name})"
+            )
+        elif not row.objects.live:
             row.reasons.append("balance table or trigger missing/disabled")
         if row.validation_ok is False:
             row.reasons.append("last validation failed")
@@ -137,41 +143,94 @@ class RunbookStep:
     action: str | None = None  # the job kind its button starts
 
 
+def _backup_step(org: Organization) -> RunbookStep:
+    """Only a good backup taken after the organisation existed protects its data."""
+    status = newest_backup_status()  # age and ok against BACKUP_MAX_AGE_HOURS
+    newest = (
+        BackupRecord.objects.filter(status=BackupRecord.Status.OK)
+        .order_by("-started_at")
+        .only("file_name", "started_at")
+        .first()
+    )
+    since_created = newest is not None and newest.started_at >= org.created_at
+    done = bool(status and status["ok"] and since_created)
+    if newest is None:
+        detail = "no good backup yet"
+    elif not since_created:
+        detail = (
+            f"newest: {newest.file_name}, taken before {org.slug} was created "
+            f"({org.created_at:%Y-%m-%d %H:%M}); take a backup"
+        )
+    else:
+        detail = f"newest: {newest.file_name} ({status['age_seconds'] // 60} min old)"
+        if not status["ok"]:
+            detail += f" — {status.get('message', 'too old')}"
+    return RunbookStep("backup", "1. Backup taken", done, detail, "backup")
+
+
+def _migrate_step(row: FleetRow) -> RunbookStep:
+    missing = row.recorded_but_missing
+    if missing:
+        return RunbookStep(
+            "migrate",
+            "2. Migrations applied",
+            False,
+            "recorded as applied, but missing in the database: "
+            + ", ".join(missing)
+            + ". Apply migrations would change nothing; Repair puts back the current objects and "
+            f"backfills (manage.py repair_balances --schema {row.org.schema_name})",
+            "repair",
+        )
+    if row.pending:
+        return RunbookStep(
+            "migrate",
+            "2. Migrations applied",
+            False,
+            "pending: " + ", ".join(row.pending),
+            "migrate",
+        )
+    return RunbookStep(
+        "migrate",
+        "2. Migrations applied",
+        row.objects.present,
+        "all applied; balance table, function and trigger present"
+        if row.objects.present
+        else "not an inventory schema: " + ", ".join(row.objects.missing) + " missing",
+        "migrate",
+    )
+
+
 def runbook_steps(org: Organization) -> tuple[list[RunbookStep], object]:
     from inventory.services.validation import migration_validate
 
     [row] = fleet_rows([org])
-    backup = newest_backup_status()
     validation = migration_validate(schema=org.schema_name)
     schedule_names = set(
         Schedule.objects.filter(name__in=[s.name for s in SCHEDULES]).values_list("name", flat=True)
     )
     missing_schedules = [s.name for s in SCHEDULES if s.name not in schedule_names]
     backfill = row.last_backfill
+    coverage = next((c for c in validation.checks if c.name == "Balances cover the ledger"), None)
+    covered = coverage is not None and coverage.ok
+    if backfill is None:
+        backfill_detail = "never run"
+    else:
+        backfill_detail = (
+            f"{backfill.kind} {backfill.status} "
+            f"{backfill.finished_at or backfill.created_at:%Y-%m-%d %H:%M} — {backfill.message}"
+        )
+    if not covered:
+        backfill_detail += " · " + (
+            coverage.detail if coverage is not None else "no balance table to backfill"
+        )
     steps = [
-        RunbookStep(
-            "backup",
-            "1. Backup taken",
-            bool(backup and backup["ok"]),
-            f"newest: {backup['newest']} ({backup['age_seconds'] // 60} min old)"
-            if backup and backup.get("newest")
-            else "no good backup yet",
-            "backup",
-        ),
-        RunbookStep(
-            "migrate",
-            "2. Migrations applied",
-            not row.pending,
-            "all applied" if not row.pending else "pending: " + ", ".join(row.pending),
-            "migrate",
-        ),
+        _backup_step(org),
+        _migrate_step(row),
         RunbookStep(
             "backfill",
             "3. Balances backfilled",
-            bool(backfill and backfill.status == "succeeded"),
-            "never run"
-            if backfill is None
-            else f"{backfill.status} {backfill.finished_at or backfill.created_at:%Y-%m-%d %H:%M} — {backfill.message}",
+            bool(backfill and backfill.status == "succeeded" and covered),
+            backfill_detail,
             "backfill",
         ),
         RunbookStep(
@@ -184,10 +243,11 @@ def runbook_steps(org: Organization) -> tuple[list[RunbookStep], object]:
         RunbookStep(
             "health",
             "5. Health verified",
-            not row.pending and row.balance_table and row.trigger_enabled,
+            not row.pending and row.objects.live,
             "schema migrated, balance table and trigger live"
-            if row.balance_table and row.trigger_enabled
-            else "balance table or trigger missing",
+            if row.objects.live
+            else "balance table, function or trigger missing or disabled"
+            f" (manage.py repair_balances --schema {org.schema_name})",
         ),
         RunbookStep(
             "schedules",

@@ -23,7 +23,7 @@ from tenants.access import (
 )
 from tenants.models import Membership
 
-RUNBOOK_JOBS = {"backup", "migrate", "backfill", "validate"}
+RUNBOOK_JOBS = {"backup", "migrate", "repair", "backfill", "validate"}
 
 
 @page_login_required

@@ -5,7 +5,8 @@ own short transaction that first takes a SHARE ROW EXCLUSIVE lock on the ledger.
 for in-flight inserts to commit and holds new ones back until the chunk commits, so the chunk's
 SUM sees every committed row and no trigger delta can land between the SUM and the write.
 Readers are never blocked; writers wait at most one chunk. Safe to re-run: it writes only rows
-whose value differs, and removes balance rows that no ledger row backs.
+whose value differs, and removes balance rows that no ledger row backs. When it is done it sends
+inventory.signals.balances_rebuilt (reconciliation closes discrepancies that are gone).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db import connection, transaction
+
+from inventory.services.validation import balance_objects_require
+from inventory.signals import balances_rebuilt
 
 Progress = Callable[[int, int, str], None]
 
@@ -60,6 +64,7 @@ def balances_backfill(
     """Rebuild the current tenant's balances from its ledger."""
     started = time.monotonic()
     result = BackfillResult(schema=connection.schema_name)
+    balance_objects_require(schema=result.schema)
     with connection.cursor() as cursor:
         cursor.execute("SELECT min(id), max(id) FROM inventory_items")
         low, high = cursor.fetchone()
@@ -67,6 +72,7 @@ def balances_backfill(
         if progress:
             progress(0, 0, "no items: nothing to backfill")
         result.seconds = time.monotonic() - started
+        balances_rebuilt.send(sender=balances_backfill, schema_name=result.schema)
         return result
     bounds = list(range(low, high + 1, chunk_items))
     total = len(bounds)
@@ -87,4 +93,5 @@ def balances_backfill(
         if progress:
             progress(n, total, f"items {lo}-{hi - 1}: {result.ledger_rows} ledger rows read")
     result.seconds = time.monotonic() - started
+    balances_rebuilt.send(sender=balances_backfill, schema_name=result.schema)
     return result

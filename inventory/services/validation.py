@@ -1,5 +1,8 @@
 """The migration guide's `validate:migration`: is everything the balance migration creates there,
-in a given schema, and switched on? Reads the catalogs only; changes nothing."""
+in a given schema, switched on, and backfilled? Reads only (catalogs and two aggregates); changes
+nothing. Every failing check names the command that fixes it: `repair_balances` puts back the
+current objects and backfills; `migrate_schemas` only applies what django_migrations does not
+already record, so it cannot put back objects dropped by hand."""
 
 from __future__ import annotations
 
@@ -13,6 +16,31 @@ BALANCE_INDEXES = {
     "inventory_balances_lot_idx": "lookup by lot",
 }
 LEDGER_INDEXES = {"inventory_ledger_key_idx": "ledger history per key"}
+BALANCE_QTY_TYPE = "numeric(38,6)"
+
+
+def repair_hint(schema: str) -> str:
+    return f"run manage.py repair_balances --schema {schema}"
+
+
+class BalanceObjectsMissing(RuntimeError):
+    """A schema lacks the ledger or the balance table, so balances cannot be read or rebuilt."""
+
+
+def balance_objects_require(*, schema: str, table: bool = True) -> BalanceObjects:
+    """Refuse, with the command that fixes it, to work on a schema without its ledger (or its
+    balance table): better one clear line than a ProgrammingError half-way."""
+    objects = balance_objects_by_schema([schema])[schema]
+    if not objects.ledger:
+        raise BalanceObjectsMissing(
+            f"{schema}: inventory_ledger is missing (migrations not applied, or not an "
+            f"inventory schema); run manage.py migrate_schemas --schema {schema}"
+        )
+    if table and not objects.table:
+        raise BalanceObjectsMissing(
+            f"{schema}: inventory_balances is missing; {repair_hint(schema)}"
+        )
+    return objects
 
 
 @dataclass
@@ -23,6 +51,11 @@ class Check:
 
     def line(self) -> str:
         return f"{'✅' if self.ok else '❌'} {self.name}" + ("" if self.ok else f" — {self.detail}")
+
+
+def _check(name: str, ok: bool, good: str, bad: str) -> Check:
+    # The detail always describes what was found, so ok and detail never disagree (--json).
+    return Check(name, ok, good if ok else bad)
 
 
 @dataclass
@@ -46,29 +79,152 @@ class ValidationReport:
         }
 
 
+# --- the three objects of the guide, for many schemas at once (fleet, runbook, health) -----------
+
+
+@dataclass(frozen=True)
+class BalanceObjects:
+    """What the catalog holds in one schema, whatever django_migrations records."""
+
+    schema: str
+    ledger: bool
+    table: bool
+    trigger: bool
+    trigger_enabled: bool
+    function: bool
+
+    @property
+    def present(self) -> bool:
+        return self.table and self.trigger and self.function
+
+    @property
+    def live(self) -> bool:
+        return self.present and self.trigger_enabled
+
+    @property
+    def missing(self) -> list[str]:
+        return [
+            name
+            for name, there in (
+                ("inventory_balances", self.table),
+                ("inventory_ledger_balance_trigger", self.trigger),
+                ("update_inventory_balance()", self.function),
+            )
+            if not there
+        ]
+
+    def as_dict(self) -> dict:
+        return {
+            "ok": self.live,
+            "table": self.table,
+            "trigger": self.trigger,
+            "trigger_enabled": self.trigger_enabled,
+            "function": self.function,
+        }
+
+
+_OBJECTS_SQL = """
+    SELECT s.name,
+           l.oid IS NOT NULL,
+           b.oid IS NOT NULL,
+           t.oid IS NOT NULL,
+           COALESCE(t.tgenabled IN ('O', 'A'), false),
+           EXISTS (SELECT 1 FROM pg_proc p
+                    WHERE p.pronamespace = n.oid AND p.proname = 'update_inventory_balance')
+      FROM unnest(%s::text[]) AS s(name)
+      LEFT JOIN pg_namespace n ON n.nspname = s.name
+      LEFT JOIN pg_class l ON l.relnamespace = n.oid AND l.relname = 'inventory_ledger'
+                          AND l.relkind IN ('r', 'p')
+      LEFT JOIN pg_class b ON b.relnamespace = n.oid AND b.relname = 'inventory_balances'
+                          AND b.relkind IN ('r', 'p')
+      LEFT JOIN pg_trigger t ON t.tgrelid = l.oid AND t.tgname = 'inventory_ledger_balance_trigger'
+"""
+
+
+def balance_objects_by_schema(schemas: list[str]) -> dict[str, BalanceObjects]:
+    """The balance table, trigger and function of every schema, in one catalog query."""
+    if not schemas:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(_OBJECTS_SQL, [list(schemas)])
+        return {row[0]: BalanceObjects(*row) for row in cursor.fetchall()}
+
+
 def _one(cursor, sql: str, params: list) -> tuple | None:
     cursor.execute(sql, params)
     return cursor.fetchone()
 
 
+def _coverage_check(cur, schema: str) -> Check:
+    """Balances cover the ledger: as many balance rows as ledger keys, and the same grand total.
+    One statement (one snapshot; the trigger writes a balance in its ledger rows' transaction, so
+    concurrent postings cannot make it differ). A hash aggregate over the ledger: ~35 ms at
+    100,000 rows (docs/OPERATIONS.md). It does not find two keys off by opposite amounts; the
+    full reconciliation does."""
+    q = connection.ops.quote_name(schema)
+    cur.execute(
+        f"""
+        SELECT (SELECT count(*) FROM {q}.inventory_ledger),
+               k.keys, COALESCE(k.total, 0),
+               b.keys, COALESCE(b.total, 0)
+          FROM (SELECT count(*) AS keys, sum(s) AS total
+                  FROM (SELECT sum(qty_canonical) AS s FROM {q}.inventory_ledger
+                         GROUP BY item_id, location_id, lot_id) g) k,
+               (SELECT count(*) AS keys, sum(qty_canonical) AS total
+                  FROM {q}.inventory_balances) b"""
+    )
+    rows, ledger_keys, ledger_total, balance_keys, balance_total = cur.fetchone()
+    name = "Balances cover the ledger"
+    if rows and not balance_keys:
+        return Check(
+            name,
+            False,
+            f"not backfilled: {rows} ledger rows and no balance row; "
+            f"run manage.py backfill_balances --schema {schema}",
+        )
+    if ledger_keys != balance_keys or ledger_total != balance_total:
+        return Check(
+            name,
+            False,
+            f"ledger {ledger_keys} keys totalling {ledger_total}, balances {balance_keys} rows "
+            f"totalling {balance_total}; run manage.py backfill_balances --schema {schema}",
+        )
+    return Check(name, True, f"{balance_keys} keys, total {balance_total}")
+
+
 def migration_validate(*, schema: str) -> ValidationReport:
     report = ValidationReport(schema=schema)
     add = report.checks.append
+    fix = repair_hint(schema)
     with connection.cursor() as cur:
         row = _one(cur, "SELECT to_regclass('public.organizations')", [])
         add(
-            Check(
-                "Organizations table exists", row[0] is not None, "public.organizations is missing"
+            _check(
+                "Organizations table exists",
+                row[0] is not None,
+                "public.organizations",
+                "public.organizations is missing; run manage.py migrate_schemas --shared",
             )
         )
+        [objects] = balance_objects_by_schema([schema]).values()
+        if not objects.ledger:
+            # Nothing below can be checked (or repaired) without the ledger: a schema whose
+            # migrations never ran, or not an inventory schema at all.
+            add(
+                Check(
+                    "Inventory ledger table exists",
+                    False,
+                    f"{schema}.inventory_ledger is missing; run manage.py migrate_schemas --schema {schema}",
+                )
+            )
+            return report
 
-        row = _one(cur, "SELECT to_regclass(%s)", [f'"{schema}".inventory_balances'])
-        has_table = row[0] is not None
         add(
-            Check(
+            _check(
                 "Inventory balances table exists",
-                has_table,
-                f"{schema}.inventory_balances is missing",
+                objects.table,
+                f"{schema}.inventory_balances",
+                f"{schema}.inventory_balances is missing; {fix}",
             )
         )
 
@@ -86,34 +242,38 @@ def migration_validate(*, schema: str) -> ValidationReport:
             [schema],
         )
         add(
-            Check(
+            _check(
                 "Balance trigger exists",
                 trig is not None,
-                "inventory_ledger_balance_trigger is missing on inventory_ledger",
+                "inventory_ledger_balance_trigger on inventory_ledger",
+                f"inventory_ledger_balance_trigger is missing on inventory_ledger; {fix}",
             )
         )
         if trig is not None:
             enabled, tgtype, proname, fn_schema = trig
             add(
-                Check(
+                _check(
                     "Balance trigger is enabled",
                     enabled in ("O", "A"),
-                    f"the trigger is disabled (tgenabled={enabled!r}); run ALTER TABLE inventory_ledger ENABLE TRIGGER inventory_ledger_balance_trigger",
+                    "enabled",
+                    f"the trigger is disabled (tgenabled={enabled!r}); {fix}",
                 )
             )
             # tgtype bit 0: row-level; bit 2: INSERT. We expect AFTER INSERT FOR EACH STATEMENT.
             add(
-                Check(
+                _check(
                     "Balance trigger fires after each insert statement",
                     (tgtype & 1) == 0 and (tgtype & 4) != 0,
-                    f"unexpected trigger type {tgtype}",
+                    "AFTER INSERT FOR EACH STATEMENT",
+                    f"unexpected trigger type {tgtype}; {fix}",
                 )
             )
             add(
-                Check(
+                _check(
                     "Balance trigger calls this schema's function",
                     proname == "update_inventory_balance" and fn_schema == schema,
-                    f"it calls {fn_schema}.{proname}()",
+                    f"{fn_schema}.{proname}()",
+                    f"it calls {fn_schema}.{proname}(); {fix}",
                 )
             )
 
@@ -125,20 +285,22 @@ def migration_validate(*, schema: str) -> ValidationReport:
             [schema],
         )
         add(
-            Check(
+            _check(
                 "Balance function exists",
                 row is not None,
-                f"{schema}.update_inventory_balance() is missing",
+                f"{schema}.update_inventory_balance()",
+                f"{schema}.update_inventory_balance() is missing; {fix}",
             )
         )
         if row is not None:
             pinned = [c.split("=", 1)[1] for c in (row[0] or []) if c.startswith("search_path=")]
             first = pinned[0].split(",")[0].strip().strip('"') if pinned else None
             add(
-                Check(
+                _check(
                     "Balance function writes this schema's balances",
                     first == schema,
-                    f"its search_path is {pinned[0] if pinned else 'not pinned'}; re-run migrate_schemas",
+                    f"search_path={pinned[0] if pinned else ''}",
+                    f"its search_path is {pinned[0] if pinned else 'not pinned'}; {fix}",
                 )
             )
 
@@ -152,10 +314,9 @@ def migration_validate(*, schema: str) -> ValidationReport:
             [schema],
         )
         indexes = {name: (unique, valid) for name, unique, valid in cur.fetchall()}
-        missing = [n for n in [*BALANCE_INDEXES, *LEDGER_INDEXES] if n not in indexes]
-        invalid = [
-            n for n in [*BALANCE_INDEXES, *LEDGER_INDEXES] if n in indexes and not indexes[n][1]
-        ]
+        wanted = [*BALANCE_INDEXES, *LEDGER_INDEXES]
+        missing = [n for n in wanted if n not in indexes]
+        invalid = [n for n in wanted if n in indexes and not indexes[n][1]]
         not_unique = (
             "inventory_balances_key_uniq" in indexes
             and not indexes["inventory_balances_key_uniq"][0]
@@ -165,7 +326,33 @@ def migration_validate(*, schema: str) -> ValidationReport:
             + ([f"invalid: {', '.join(invalid)}"] if invalid else [])
             + (["inventory_balances_key_uniq is not unique"] if not_unique else [])
         )
-        add(Check("Balance table indexes exist", not problems, "; ".join(problems)))
+        add(
+            _check(
+                "Balance table indexes exist",
+                not problems,
+                ", ".join(wanted),
+                "; ".join(problems) + f"; {fix}",
+            )
+        )
+
+        if objects.table:
+            row = _one(
+                cur,
+                """
+                SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute a
+                 WHERE a.attrelid = to_regclass(%s) AND a.attname = 'qty_canonical'""",
+                [f"{connection.ops.quote_name(schema)}.inventory_balances"],
+            )
+            qty_type = row[0] if row else None
+            add(
+                _check(
+                    "Balance quantities cannot overflow",
+                    qty_type == BALANCE_QTY_TYPE,
+                    BALANCE_QTY_TYPE,
+                    f"qty_canonical is {qty_type}, not {BALANCE_QTY_TYPE}; {fix}",
+                )
+            )
+            add(_coverage_check(cur, schema))
 
         cur.execute(
             """
@@ -182,24 +369,11 @@ def migration_validate(*, schema: str) -> ValidationReport:
             if g not in guards
         ] + [f"{g} disabled" for g, e in guards.items() if e not in ("O", "A")]
         add(
-            Check(
+            _check(
                 "Ledger is append-only (UPDATE, DELETE, TRUNCATE refused)",
                 not guard_problems,
-                "; ".join(guard_problems),
+                "inventory_ledger_no_update_delete, inventory_ledger_no_truncate",
+                "; ".join(guard_problems) + f"; {fix}",
             )
         )
     return report
-
-
-def migration_sql_reapply(*, schema: str) -> None:
-    """The guide's "if missing, re-run migration": run every (idempotent) forward SQL file again
-    in `schema`, in migration order. Restores a dropped trigger or index, re-enables nothing that
-    was deliberately disabled (ALTER TABLE … ENABLE TRIGGER does that), loses no data."""
-    from django.db import transaction
-
-    from inventory.sql import FORWARD, read_sql
-
-    with transaction.atomic(), connection.cursor() as cur:
-        cur.execute("SELECT set_config('search_path', %s, true)", [f'"{schema}", public'])
-        for name in FORWARD:
-            cur.execute(read_sql(name))

@@ -119,7 +119,9 @@ def test_the_migration_sql_is_idempotent(acme):
     assert migration_validate(schema="acme").ok
 
 
-def test_rollback_removes_trigger_function_and_table_and_forward_restores_them(acme):
+def test_migrating_back_to_0001_removes_the_balance_objects_and_forward_restores_them(acme):
+    # A schema downgrade (it also reverses the ledger guard and txid); the guide's rollback is
+    # rollback_balances (tests/inventory/test_repair.py).
     from django_tenants.utils import schema_context
 
     with schema_context("acme"):
@@ -143,10 +145,11 @@ def test_rollback_removes_trigger_function_and_table_and_forward_restores_them(a
     assert migration_validate(schema="globex").ok  # only the named schema was rolled back
 
     call_command("migrate_schemas", "inventory", schema_name="acme", interactive=False, verbosity=0)
-    assert migration_validate(schema="acme").ok
-    # The table comes back empty; the backfill rebuilds it from the ledger.
+    # The table comes back empty: validation says so until the backfill rebuilds it.
     assert count_rows("acme", "inventory_balances") == 0
+    assert failed_names() == ["Balances cover the ledger"]
     call_command("backfill_balances", "--schema", "acme")
+    assert migration_validate(schema="acme").ok
     assert balance_mismatches("acme") == []
     with connection.cursor() as cur:
         cur.execute("SELECT qty_canonical FROM acme.inventory_balances")

@@ -103,6 +103,23 @@ def test_it_allows_negative_balances_exactly(in_acme, catalog):
     ).qty_canonical == Decimal("-2.499999")
 
 
+def test_it_never_overflows_a_balance_whatever_accepted_postings_add_up_to(in_acme, catalog):
+    # The largest quantity a ledger row holds, NUMERIC(18,6): 12 integer digits. Balances were
+    # NUMERIC(18,6) too, so the second posting to one key failed, and every later one with it.
+    items, locations, _ = catalog
+    biggest = Decimal("999999999999.999999")
+    with connection.cursor() as cur:
+        insert_sql(cur, [(items[0].id, locations[0].id, None, Decimal("999999999999"))])
+        insert_sql(cur, [(items[0].id, locations[0].id, None, Decimal("999999999999"))])
+        # One statement of many rows to the same key, then further postings on top.
+        insert_sql(cur, [(items[0].id, locations[0].id, None, biggest)] * 1000)
+        insert_sql(cur, [(items[0].id, locations[0].id, None, Decimal("0.000001"))])
+    balance = Balance.objects.get(item=items[0], location=locations[0], lot=None)
+    assert balance.qty_canonical == Decimal("1999999999998") + 1000 * biggest + Decimal("0.000001")
+    assert balance.qty_canonical == Decimal("1001999999999997.999001")
+    assert balance_mismatches("acme") == []
+
+
 def test_it_leaves_the_other_tenant_untouched(in_acme, catalog, globex):
     items, locations, _ = catalog
     with connection.cursor() as cur:

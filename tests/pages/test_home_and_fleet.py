@@ -138,3 +138,40 @@ def test_it_sorts_the_fleet(as_admin, globex):
     unknown = as_admin.get("/fleet/?sort=__class__")
     assert unknown.status_code == 200 and fleet_slugs(unknown) == ["acme", "globex"]
     assert 'name="sort" value="slug"' in text(unknown)
+
+
+def test_the_fleet_shows_jobs_run_from_the_command_line(as_admin, acme):
+    from django.core.management import call_command
+
+    row = _fleet_row(text(as_admin.get("/fleet/")), "acme")
+    assert row.count("never") == 2 and "not run" in row  # backfill, reconciliation; validation
+    call_command("backfill_balances", "--schema", "acme")
+    call_command("validate_migration", "--schema", "acme")
+    row = _fleet_row(text(as_admin.get("/fleet/")), "acme")
+    assert "succeeded ·" in row and "passed" in row and row.count("never") == 1
+
+
+def test_the_fleet_flags_objects_recorded_as_applied_but_missing(as_admin, acme):
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("DROP TRIGGER inventory_ledger_balance_trigger ON acme.inventory_ledger")
+        cur.execute("DROP FUNCTION acme.update_inventory_balance()")
+    html = text(as_admin.get("/fleet/?attention=1"))
+    assert fleet_slugs_of(html) == ["acme"]
+    row = _fleet_row(html, "acme")
+    assert (
+        "recorded as applied but missing: inventory_ledger_balance_trigger, "
+        "update_inventory_balance() (run repair_balances --schema acme)" in row
+    )
+    assert 'href="/orgs/acme/runbook/#step-migrate">repair</a>' in row
+    assert "0 pending" not in row and "applied" in row  # django_migrations alone says applied
+
+
+def fleet_slugs_of(html: str) -> list[str]:
+    return re.findall(r'<tr data-org="([^"]+)">', html)
+
+
+def _fleet_row(html: str, slug: str) -> str:
+    start = html.index(f'<tr data-org="{slug}">')
+    return html[start : html.index("</tr>", start)]

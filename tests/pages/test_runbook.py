@@ -81,7 +81,7 @@ def test_it_asks_anonymous_visitors_to_log_in_for_the_runbook(anon):
 # --- jobs ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["backup", "migrate", "backfill", "validate"])
+@pytest.mark.parametrize("kind", ["backup", "migrate", "repair", "backfill", "validate"])
 def test_it_starts_each_runbook_job(kind, as_admin, admin_user, sync_jobs, backup_dir):
     response = as_admin.post(f"/orgs/acme/runbook/jobs/{kind}/", **HX)
     assert response.status_code == 200
@@ -237,7 +237,120 @@ def test_it_rolls_back_with_the_typed_slug(as_admin, admin_user, sync_jobs, acme
         # The fleet now flags acme.
         fleet = text(as_admin.get("/fleet/?attention=1"))
         assert 'data-org="acme"' in fleet and 'data-org="globex"' not in fleet
-        assert "balance table or trigger missing/disabled" in fleet
+        assert (
+            "recorded as applied but missing: inventory_balances, inventory_ledger_balance_trigger, "
+            "update_inventory_balance() (run repair_balances --schema acme)" in fleet
+        )
+        # Only the guide's three objects: the ledger's append-only guard and txid stay.
+        with connection.cursor() as cur:
+            cur.execute(
+                """SELECT array_agg(t.tgname::text ORDER BY t.tgname),
+                          (SELECT count(*) FROM information_schema.columns WHERE table_schema = 'acme'
+                              AND table_name = 'inventory_ledger' AND column_name = 'txid')
+                     FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+                     JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE n.nspname = 'acme' AND c.relname = 'inventory_ledger' AND NOT t.tgisinternal"""
+            )
+            assert cur.fetchone() == (
+                ["inventory_ledger_no_truncate", "inventory_ledger_no_update_delete"],
+                1,
+            )
     finally:
-        call_command("migrate_schemas", schema_name="acme", interactive=False, verbosity=0)
+        call_command("repair_balances", "--schema", "acme")
     assert _balance_table("acme") is not None
+
+
+# --- recorded as applied but missing: the repair --------------------------------------------------
+
+
+def _guide_rollback_by_hand(schema: str = "acme") -> None:
+    with connection.cursor() as cur:
+        cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # DDL refuses pending deferred FK checks
+        cur.execute(f'SET search_path TO "{schema}", public')
+        cur.execute(
+            "DROP TRIGGER IF EXISTS inventory_ledger_balance_trigger ON inventory_ledger;"
+            "DROP FUNCTION IF EXISTS update_inventory_balance();"
+            "DROP TABLE IF EXISTS inventory_balances;"
+        )
+        cur.execute("SET search_path TO public")
+    connection.set_schema_to_public()
+
+
+def _step(html: str, key: str) -> str:
+    start = html.index(f'id="step-{key}"')
+    return html[start : html.index("</li>", start)]
+
+
+def test_it_shows_missing_objects_as_not_applied_and_repairs_them(as_admin, sync_jobs, acme):
+    from django_tenants.utils import schema_context
+
+    with schema_context("acme"):
+        items, locations, _ = make_catalog(prefix="RB")
+    post(
+        "acme",
+        [{"item": items[0].sku, "location": locations[0].code, "qty": "5", "kind": "receipt"}],
+    )
+    _guide_rollback_by_hand()
+
+    html = text(as_admin.get("/orgs/acme/runbook/"))
+    migrate = _step(html, "migrate")
+    assert 'data-done="false"' in migrate and "✗" in migrate and "✓" not in migrate
+    assert (
+        "recorded as applied, but missing in the database: inventory_balances, "
+        "inventory_ledger_balance_trigger, update_inventory_balance()" in migrate
+    )
+    assert "manage.py repair_balances --schema acme" in migrate
+    assert 'action="/orgs/acme/runbook/jobs/repair/"' in migrate and ">Repair</button>" in migrate
+    assert 'data-done="false"' in _step(html, "health")
+    assert 'data-done="false"' in _step(html, "validate")
+
+    response = as_admin.post("/orgs/acme/runbook/jobs/repair/", **HX)
+    assert response.status_code == 200
+    job = JobRun.objects.get()
+    assert (job.kind, job.status) == ("repair", "succeeded"), job.error
+    assert job.result["ok"] is True and job.result["backfill"]["balance_rows_written"] == 1
+    assert balance_mismatches("acme") == []
+
+    html = text(as_admin.get("/orgs/acme/runbook/"))
+    for key in ("migrate", "backfill", "validate", "health"):
+        assert 'data-done="true"' in _step(html, key), key
+    assert 'action="/orgs/acme/runbook/jobs/migrate/"' in _step(html, "migrate")
+    assert "repair succeeded" in _step(html, "backfill")
+
+
+def test_it_does_not_count_the_backfill_step_done_while_balances_do_not_cover_the_ledger(
+    as_admin, acme
+):
+    from django_tenants.utils import schema_context
+
+    with schema_context("acme"):
+        items, locations, _ = make_catalog(prefix="RC")
+    post(
+        "acme",
+        [{"item": items[0].sku, "location": locations[0].code, "qty": "5", "kind": "receipt"}],
+    )
+    call_command("backfill_balances", "--schema", "acme")  # recorded: the step names it
+    html = text(as_admin.get("/orgs/acme/runbook/"))
+    assert 'data-done="true"' in _step(html, "backfill")
+    assert "backfill succeeded" in _step(html, "backfill")
+    with connection.cursor() as cur:
+        cur.execute("DELETE FROM acme.inventory_balances")
+    step = _step(text(as_admin.get("/orgs/acme/runbook/")), "backfill")
+    assert (
+        'data-done="false"' in step and "not backfilled: 1 ledger rows and no balance row" in step
+    )
+
+
+def test_it_counts_only_a_backup_taken_after_the_organisation_was_created(as_admin, acme):
+    from datetime import timedelta
+
+    def backup(at, name):
+        BackupRecord.objects.create(file_name=name, status="ok", started_at=at, size_bytes=10)
+
+    backup(acme.created_at - timedelta(minutes=1), "before.dump")
+    step = _step(text(as_admin.get("/orgs/acme/runbook/")), "backup")
+    assert 'data-done="false"' in step
+    assert "newest: before.dump, taken before acme was created" in step
+    backup(acme.created_at + timedelta(seconds=1), "after.dump")
+    step = _step(text(as_admin.get("/orgs/acme/runbook/")), "backup")
+    assert 'data-done="true"' in step and "newest: after.dump" in step

@@ -3,11 +3,16 @@ import json
 from django.core.management.base import CommandError
 
 from inventory.management.commands._base import TenantCommand
-from inventory.services.validation import migration_sql_reapply, migration_validate
+from inventory.tasks import REPAIR, repair_work, run_recorded, validate_work
+from operations.models import JobRun
 
 
 class Command(TenantCommand):
-    help = "Check the balance migration in every tenant schema (tables, trigger enabled, function, indexes, append-only guard). Exit 1 on failure."
+    help = (
+        "Check the balance migration in every tenant schema (tables, trigger enabled, function, "
+        "indexes, balances cover the ledger, append-only guard). Exit 1 on failure. Each schema is "
+        "recorded as a validate job (fleet, runbook)."
+    )
 
     def add_arguments(self, parser):
         super().add_arguments(parser)
@@ -15,32 +20,68 @@ class Command(TenantCommand):
         parser.add_argument(
             "--repair",
             action="store_true",
-            help="re-run the (idempotent) migration SQL in schemas that fail, then check again",
+            help="run repair_balances (put back the current objects, then backfill) in schemas "
+            "that fail, then check again",
         )
 
+    def _validate(self, schemas: list[str]) -> tuple[dict, list[str]]:
+        reports: dict[str, dict] = {}
+        errors = run_recorded(
+            kind=JobRun.Kind.VALIDATE,
+            schemas=schemas,
+            work_for=validate_work,
+            write=lambda name, result: reports.__setitem__(name, result),
+            write_error=self.stderr.write,
+        )
+        return reports, errors
+
     def handle(self, *args, schema=None, json=False, repair=False, **options):
-        reports = [migration_validate(schema=name) for name in self.schemas(schema)]
+        schemas = self.schemas(schema)
+        reports, errors = self._validate(schemas)
         if repair:
-            for report in [r for r in reports if not r.ok]:
-                self.stderr.write(f"{report.schema}: re-running the migration SQL")
-                migration_sql_reapply(schema=report.schema)
-            reports = [migration_validate(schema=r.schema) for r in reports]
-        failed = [r for r in reports if not r.ok]
+            broken = [name for name in schemas if name in errors or not reports[name]["ok"]]
+            for name in broken:
+                self.stderr.write(f"{name}: running repair_balances")
+            run_recorded(
+                kind=REPAIR,
+                schemas=broken,
+                work_for=repair_work,
+                write=lambda name, result: self.stderr.write(f"{name}: {result['summary']}"),
+                write_error=self.stderr.write,
+            )
+            if broken:
+                again, errors = self._validate(broken)
+                reports.update(again)
+        failed = [name for name in schemas if name in errors or not reports[name]["ok"]]
         if json:
-            self.stdout.write(_json({"ok": not failed, "schemas": [r.as_dict() for r in reports]}))
+            data = {
+                "ok": not failed,
+                "schemas": [_public(reports[n]) for n in schemas if n in reports],
+                "errors": errors,
+            }
+            self.stdout.write(_json(data))
         else:
-            for report in reports:
-                self.stdout.write(f"\n{report.schema}")
-                for check in report.checks:
-                    self.stdout.write(check.line())
+            for name in schemas:
+                if name not in reports:
+                    continue
+                self.stdout.write(f"\n{name}")
+                for check in reports[name]["checks"]:
+                    mark = "✅" if check["ok"] else "❌"
+                    suffix = "" if check["ok"] else f" — {check['detail']}"
+                    self.stdout.write(f"{mark} {check['name']}{suffix}")
             self.stdout.write("")
             if not failed:
                 self.stdout.write("✅ All checks passed")
         if failed:
-            count = sum(len(r.failed) for r in failed)
-            raise CommandError(
-                f"❌ {count} check(s) failed in {', '.join(r.schema for r in failed)}", returncode=1
+            count = sum(
+                len([c for c in reports[n]["checks"] if not c["ok"]]) if n in reports else 1
+                for n in failed
             )
+            raise CommandError(f"❌ {count} check(s) failed in {', '.join(failed)}", returncode=1)
+
+
+def _public(result: dict) -> dict:
+    return {k: result[k] for k in ("schema", "ok", "checks")}
 
 
 def _json(data) -> str:
