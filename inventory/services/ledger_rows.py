@@ -38,6 +38,9 @@ from inventory.services import quantities
 from inventory.services.errors import ValidationFailed
 from inventory.services.quantities import type_name
 
+# MovementKind.values is rebuilt on every access (slow in a 100,000-row loop).
+KINDS = frozenset(MovementKind.values)
+KINDS_HINT = ", ".join(MovementKind.values)
 ROW_FIELDS = ("item", "location", "qty", "kind", "lot", "reference", "occurred_at")
 CODE_MAX = 64  # Item.sku, Location.code, Lot.code
 REFERENCE_MAX = 200
@@ -229,11 +232,9 @@ def ledger_row_check(row: LedgerRowInput | Mapping, *, prefix: str = "") -> Chec
         fail("qty", problem)
 
     kind = data.get("kind")
-    if not isinstance(kind, str) or kind not in MovementKind.values:
+    if not isinstance(kind, str) or kind not in KINDS:
         shown = _printable(kind)[:32] if isinstance(kind, str) else type_name(kind)
-        fail(
-            "kind", f"unknown movement kind {shown!r}; use one of {', '.join(MovementKind.values)}"
-        )
+        fail("kind", f"unknown movement kind {shown!r}; use one of {KINDS_HINT}")
 
     reference = data.get("reference")
     if reference is None:
@@ -265,6 +266,8 @@ def ledger_row_check(row: LedgerRowInput | Mapping, *, prefix: str = "") -> Chec
 
 
 def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
