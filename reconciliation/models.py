@@ -117,6 +117,12 @@ class Discrepancy(models.Model):
     note = models.TextField(blank=True, default="")
     balance_before = models.DecimalField(**QTY, null=True, blank=True)
     balance_after = models.DecimalField(**QTY, null=True, blank=True)
+    cleared_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="dismissed: when the difference was seen gone; the dismissal then no longer "
+        "covers the same difference coming back",
+    )
     supersedes = models.ForeignKey(
         "self",
         null=True,

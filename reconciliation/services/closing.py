@@ -11,6 +11,7 @@ discrepancy is closed only on what the database holds now, never on an older com
 from __future__ import annotations
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from reconciliation.models import Discrepancy, ReconciliationRun
@@ -27,6 +28,18 @@ _TRUTH = """
            AS k(id, item_id, location_id, lot_id)"""
 
 
+def live_discrepancies(*, organization, lock: bool):
+    """The discrepancies a run or a backfill may change: open ones, and dismissals still in
+    force (a dismissed difference seen gone no longer covers the same difference coming back).
+    Locked all together in id order, so a run and a backfill never wait on each other in a cycle."""
+    qs = Discrepancy.objects.filter(
+        Q(status=Discrepancy.Status.OPEN)
+        | Q(status=Discrepancy.Status.DISMISSED, cleared_at__isnull=True),
+        organization=organization,
+    ).order_by("pk")
+    return qs.select_for_update() if lock else qs
+
+
 def discrepancies_close_resolved(
     *,
     organization,
@@ -35,33 +48,30 @@ def discrepancies_close_resolved(
     dry_run: bool = False,
 ) -> int:
     """Close (or, for a dry run, count) the current tenant's open discrepancies whose balance now
-    equals the ledger sum. Runs in the caller's transaction when there is one."""
+    equals the ledger sum, and mark dismissals whose difference is gone as cleared. Returns how
+    many open ones were (or would be) closed. Runs in the caller's transaction when there is one."""
     with transaction.atomic():
-        candidates = Discrepancy.objects.filter(
-            organization=organization, status=Discrepancy.Status.OPEN
-        ).order_by("pk")  # one lock order for every locker
-        if not dry_run:
-            candidates = candidates.select_for_update()
-        open_ = list(candidates)
-        if not open_:
+        found = list(live_discrepancies(organization=organization, lock=not dry_run))
+        if not found:
             return 0
         with connection.cursor() as cursor:
             cursor.execute(
                 _TRUTH,
                 [
-                    [d.pk for d in open_],
-                    [d.item_id for d in open_],
-                    [d.location_id for d in open_],
-                    [d.lot_id for d in open_],
+                    [d.pk for d in found],
+                    [d.item_id for d in found],
+                    [d.location_id for d in found],
+                    [d.lot_id for d in found],
                 ],
             )
             truth = {pk: (ledger_sum, balance) for pk, ledger_sum, balance in cursor.fetchall()}
         # Same rule as the comparison (IS DISTINCT FROM): no ledger and no balance row is gone too.
-        gone = [d for d in open_ if truth[d.pk][0] == truth[d.pk][1]]
+        gone = [d for d in found if truth[d.pk][0] == truth[d.pk][1]]
+        gone_open = [d for d in gone if d.status == Discrepancy.Status.OPEN]
         if dry_run or not gone:
-            return len(gone)
+            return len(gone_open)
         now = timezone.now()
-        for d in gone:
+        for d in gone_open:
             d.balance_before, d.balance_after = d.balance, truth[d.pk][1]
             d.status, d.note, d.resolved_by, d.resolved_at = (
                 Discrepancy.Status.RESOLVED,
@@ -69,6 +79,8 @@ def discrepancies_close_resolved(
                 None,
                 now,
             )
+        for d in gone:
+            d.cleared_at = now
             if run is not None:
                 d.last_seen_run = run
         Discrepancy.objects.bulk_update(
@@ -81,6 +93,7 @@ def discrepancies_close_resolved(
                 "balance_before",
                 "balance_after",
                 "last_seen_run",
+                "cleared_at",
             ],
         )
-    return len(gone)
+    return len(gone_open)

@@ -24,7 +24,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from reconciliation.models import Discrepancy, ReconciliationRun
-from reconciliation.services.closing import discrepancies_close_resolved
+from reconciliation.services.closing import discrepancies_close_resolved, live_discrepancies
 from tenants.models import Organization
 
 Progress = Callable[[int, int, str], None]
@@ -271,12 +271,15 @@ def _plan(org, differences: list[Difference], tolerance: Decimal, *, lock: bool)
     large = []
     for d in differences:
         (plan.corrections if abs(d.diff) < tolerance else large).append(d)
+    # Locked first, before any balance row: approve locks its discrepancy, then the balance,
+    # and the run must take them in that order too (else the two can deadlock).
+    open_by_key = {
+        _key(o): o
+        for o in live_discrepancies(organization=org, lock=lock)
+        if o.status == Discrepancy.Status.OPEN
+    }
     if not large:
         return plan
-    open_qs = Discrepancy.objects.filter(organization=org, status=Discrepancy.Status.OPEN)
-    if lock:
-        open_qs = open_qs.select_for_update()
-    open_by_key = {_key(o): o for o in open_qs.order_by("pk")}
     # The latest closed discrepancy of each key with a difference: one query (DISTINCT ON).
     last_closed = {
         _key(c): c
@@ -295,7 +298,8 @@ def _plan(org, differences: list[Difference], tolerance: Decimal, *, lock: bool)
             continue
         last = last_closed.get(d.key)
         if last is not None and last.status == Discrepancy.Status.DISMISSED:
-            if last.difference == d.diff:
+            # A dismissal covers its difference as long as it has not been seen gone since.
+            if last.difference == d.diff and last.cleared_at is None:
                 plan.kept_dismissed.append((last, d))
             else:
                 plan.new.append((d, last))

@@ -80,6 +80,27 @@ def test_it_opens_a_new_discrepancy_linked_to_the_dismissed_one_when_the_differe
     assert Discrepancy.objects.count() == 2
 
 
+@pytest.mark.parametrize("cleared_by", ["run", "backfill"])
+def test_a_dismissal_seen_gone_does_not_cover_the_same_difference_coming_back(keys, cleared_by):
+    item, location = keys[0]
+    skew(item, location, Decimal("5"))
+    reconciliation_run(mode="full")
+    [dismissed] = open_of(item, location)
+    discrepancy_dismiss(discrepancy_id=dismissed.id, user=make_user("kim"), reason="transit")
+    skew(item, location, Decimal("-5"))  # the stock arrived: exact again
+    if cleared_by == "run":
+        assert reconciliation_run(mode="full").auto_closed == 0  # nothing open to close
+    else:
+        balances_rebuilt.send(sender=None, schema_name="acme")
+    dismissed.refresh_from_db()
+    assert dismissed.status == "dismissed" and dismissed.cleared_at is not None
+    skew(item, location, Decimal("5"))  # a new fault of the same size
+    run = reconciliation_run(mode="full")
+    assert (run.opened, run.kept_dismissed) == (1, 0)
+    [new] = open_of(item, location)
+    assert new.supersedes_id == dismissed.id and new.difference == dismissed.difference
+
+
 # --- 6. open discrepancies whose difference is gone are closed -------------------------------------
 
 
