@@ -2,9 +2,30 @@
 
 from __future__ import annotations
 
+import re
+from itertools import accumulate
+
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+# Our deepest document is a batch: {"entries": [{...}]}, depth 3. Python's json module recurses
+# once per level and raises RecursionError (a 500) near 1,000; 100,000 "[" did exactly that.
+MAX_JSON_DEPTH = 64
+# A string, or an unterminated one up to the end: always matching (possessively) keeps the scan
+# linear, where a pattern that can fail would rescan from every quote.
+JSON_STRING = re.compile(rb'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+NOT_A_BRACKET = re.compile(rb"[^\[\]{}]")
+DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def json_depth_exceeds(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether a JSON text nests deeper than `limit`, without parsing it. Cheap: a body with at
+    most `limit` opening brackets cannot, and otherwise two C-speed regex passes leave only the
+    brackets outside strings."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    brackets = NOT_A_BRACKET.sub(b"", JSON_STRING.sub(b"", body))
+    return max(accumulate(DEPTH_STEP[b] for b in brackets), default=0) > limit
 
 
 def is_json_like(content_type: str) -> bool:
@@ -31,6 +52,13 @@ class RejectNulCharactersMiddleware:
             # RawPostDataException (a 500) in any view that looks at it. Django then parses
             # the form from the buffered body.
             request.body  # noqa: B018
+        if (
+            request.path.startswith("/api/")
+            and is_json_like(request.content_type)
+            and json_depth_exceeds(request.body)
+        ):
+            message = f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels."
+            return JsonResponse({"error": {"code": "invalid_json", "message": message}}, status=400)
         if self._has_nul(request):
             message = "NUL characters are not allowed in parameters, form fields or bodies."
             if request.path.startswith("/api/"):

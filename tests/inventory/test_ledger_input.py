@@ -4,6 +4,7 @@ The same rules hold for the importer (test_import.py) because both use ledger_ro
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -20,6 +21,7 @@ from inventory.services.ledger_rows import (
     parse_timestamp,
 )
 from inventory.services.posting import ledger_entries_create
+from tests.inventory.helpers import make_catalog
 
 pytestmark = pytest.mark.django_db
 
@@ -294,3 +296,23 @@ def counts_public_safe() -> tuple[int]:
 
     with schema_context("acme"):
         return (LedgerEntry.objects.count(),)
+
+
+def test_a_deeply_nested_json_body_is_a_400_but_a_large_flat_batch_posts(api, acme_key, acme):
+    from django_tenants.utils import schema_context
+
+    response = api.post(
+        "/api/ledger", data=b"[" * 100_000, content_type="application/json", HTTP_X_API_KEY=acme_key
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_json"
+
+    with schema_context("acme"):
+        items, locations, _ = make_catalog(items=1, locations=1, lots_per_item=0)
+    entry = {"item": items[0].sku, "location": locations[0].code, "qty": "1", "kind": "receipt"}
+    body = json.dumps({"entries": [entry | {"reference": "[[[{"}] * 100})
+    response = api.post(
+        "/api/ledger", data=body, content_type="application/json", HTTP_X_API_KEY=acme_key
+    )
+    assert response.status_code == 201, response.content
+    assert counts_public_safe() == (100,)
