@@ -3,13 +3,15 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Development defaults; production sets its own environment (see .env.example).
+# Development defaults; production sets its own environment (see .env.example). DEBUG as the
+# caller had it (empty if unset) is kept for `check-deploy`'s look at the real environment.
+CALLER_DEBUG := $(DEBUG)
 export DEBUG ?= true
 export PYTHONDONTWRITEBYTECODE := 1
 
 DEPS_STAMP := $(VENV)/.deps-$(shell cat requirements.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: setup run test bench lint db db-stop psql migrate demo clean browser check-deploy
+.PHONY: setup run serve test bench lint db db-stop psql migrate demo clean browser check-deploy
 
 setup: $(DEPS_STAMP) .env migrate demo
 
@@ -36,6 +38,16 @@ demo: migrate
 run: setup
 	$(BIN)/python scripts/run_dev.py
 
+# Production server: gunicorn (config/gunicorn.conf.py) and the worker (deploy/serve.py) with
+# production settings; SECRET_KEY, ALLOWED_HOSTS and BASE_DOMAIN come from the environment or
+# it refuses. Migrations and static files first; no demo data. README "Production".
+serve: export DEBUG = false
+serve: $(DEPS_STAMP)
+	@$(BIN)/python -m config.startup --production --name "make serve"
+	$(BIN)/python manage.py migrate_schemas --executor=standard -v 0
+	$(BIN)/python manage.py collectstatic --noinput -v 0
+	$(BIN)/python deploy/serve.py
+
 test: setup browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -59,10 +71,17 @@ lint: $(DEPS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
 
+# First the production settings of .env.example's example (a generated key), whatever this
+# environment holds; then, when SECRET_KEY is set here, the environment the operator really has
+# (DEBUG as given, or the production default when unset).
+CHECK_DEPLOY_ENV = DEBUG=false ALLOWED_HOSTS=inventory.example.com,.inventory.example.com BASE_DOMAIN=inventory.example.com
 check-deploy: $(DEPS_STAMP)
-	DEBUG=false SECRET_KEY=$$($(BIN)/python -c 'import secrets;print(secrets.token_urlsafe(50))') \
-	  ALLOWED_HOSTS=inventory.example.com BASE_DOMAIN=inventory.example.com \
+	env $(CHECK_DEPLOY_ENV) SECRET_KEY=$$($(BIN)/python -c 'import secrets;print(secrets.token_urlsafe(50))') \
 	  $(BIN)/python manage.py check --deploy --fail-level WARNING
+	@if [ -n "$$SECRET_KEY" ]; then \
+	  echo "check --deploy in this environment:"; \
+	  $(if $(CALLER_DEBUG),,env -u DEBUG) $(BIN)/python manage.py check --deploy --fail-level WARNING; \
+	else echo "(SECRET_KEY is not set here, so only the example was checked; run it where production's environment is.)"; fi
 
 db-stop: $(DEPS_STAMP)
 	@$(BIN)/python -c "from config.embedded_db import stop; print('stopped' if stop() else 'not running')"

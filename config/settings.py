@@ -17,22 +17,46 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env", override=False)
 
 DEBUG = env_bool("DEBUG", False)
+_DEV_SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"
 SECRET_KEY = env_str("SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG and not env_bool("ALLOW_INSECURE_DEV_SECRET", False):
+if not DEBUG:
+    # The development key is public (it is in this file) and also signs API keys (below): no
+    # switch may put it into production. .env.example's placeholder is refused for the same reason.
+    if env_bool("ALLOW_INSECURE_DEV_SECRET", False):
+        raise ImproperlyConfigured(
+            "ALLOW_INSECURE_DEV_SECRET is refused with DEBUG=false: the development key is "
+            "public. Set SECRET_KEY (see .env.example), or DEBUG=true for development."
+        )
+    if not SECRET_KEY:
         raise ImproperlyConfigured(
             "SECRET_KEY is not set. Set it in the environment (see .env.example); for local "
             "development `make run` sets DEBUG=true."
         )
-    SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"
+    for _name in ("SECRET_KEY", "API_KEY_HMAC_SECRET"):
+        if env_str(_name, "") == _DEV_SECRET_KEY or env_str(_name, "").startswith("change-me"):
+            raise ImproperlyConfigured(
+                f"{_name} is the development key or .env.example's placeholder; generate one: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+            )
+SECRET_KEY = SECRET_KEY or _DEV_SECRET_KEY
 # API keys are stored as HMAC-SHA256 under this key; rotating SECRET_KEY should not void keys.
 API_KEY_HMAC_SECRET = env_str("API_KEY_HMAC_SECRET") or SECRET_KEY
 
 BASE_DOMAIN = env_str("BASE_DOMAIN", "localhost").lower()
 # Host serving the platform pages (public schema), usually BASE_DOMAIN itself.
 PUBLIC_DOMAIN = env_str("PUBLIC_DOMAIN", BASE_DOMAIN).lower()
-ALLOWED_HOSTS = env_list(
-    "ALLOWED_HOSTS", f"{BASE_DOMAIN},.{BASE_DOMAIN},localhost,.localhost,127.0.0.1,testserver"
+# The platform host and every tenant subdomain of BASE_DOMAIN are always admitted, also when
+# ALLOWED_HOSTS is set: routing serves them by construction, and an explicit list that forgot
+# `.BASE_DOMAIN` answered 400 on every tenant subdomain. ALLOWED_HOSTS adds other names.
+ALLOWED_HOSTS = list(
+    dict.fromkeys(
+        [
+            *env_list("ALLOWED_HOSTS", "localhost,.localhost,127.0.0.1,testserver"),
+            BASE_DOMAIN,
+            f".{BASE_DOMAIN}",
+            PUBLIC_DOMAIN,
+        ]
+    )
 )
 # Slug (or UUID) of the organisation used when nothing else names one; empty means none.
 DEFAULT_ORG = env_str("DEFAULT_ORG", "") or None
@@ -45,10 +69,34 @@ if EMBEDDED_DATABASE:
     from config.embedded_db import embedded_database_url
 
     DATABASE_URL = embedded_database_url()
-_db = dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))
+_db = dj_database_url.parse(DATABASE_URL)
 _db["ENGINE"] = "django_tenants.postgresql_backend"
 _db.setdefault("OPTIONS", {})
+# Names the process kind in pg_stat_activity (manage.py: "inventory <command>", wsgi: "web").
+_db["OPTIONS"].setdefault("application_name", env_str("DB_APPLICATION_NAME", "inventory")[:63])
 _db["CONN_HEALTH_CHECKS"] = True
+# How many connections each process holds, so that all of them fit the server's max_connections
+# (README "Production" has the arithmetic; config/startup.py checks it when a server starts).
+# Web servers take connections from a bounded pool per process (Django's psycopg pool): runserver
+# opens a thread per request, and with persistent connections every thread kept its own until
+# PostgreSQL refused new clients. manage.py turns the pool on for runserver, config/wsgi.py for
+# WSGI servers. Commands and the django-q2 cluster are single-threaded and keep one persistent
+# connection per process; the cluster forks, and a pool's sockets and threads must not cross a
+# fork, so manage.py keeps the pool off for qcluster.
+DB_POOL = env_bool("DB_POOL", False)
+if DB_POOL:
+    _pool = {
+        "min_size": env_int("DB_POOL_MIN_SIZE", 1),
+        "max_size": env_int("DB_POOL_MAX_SIZE", 4),
+        # A request waits this long for a free connection instead of opening one more.
+        "timeout": env_int("DB_POOL_TIMEOUT", 30),
+    }
+    if not 0 <= _pool["min_size"] <= _pool["max_size"] or _pool["max_size"] < 1:
+        raise ImproperlyConfigured("DB_POOL_MIN_SIZE must be 0..DB_POOL_MAX_SIZE, and that >= 1")
+    _db["OPTIONS"]["pool"] = _pool
+    _db["CONN_MAX_AGE"] = 0  # the pool's rule: closing a connection hands it back to the pool
+else:
+    _db["CONN_MAX_AGE"] = env_int("DB_CONN_MAX_AGE", 60)
 # Several test runs on one server (parallel checkouts, helpers) each need their own test database.
 if env_str("TEST_DATABASE_NAME"):
     _db["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
@@ -131,16 +179,21 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "/static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# collectstatic always writes the hashed, compressed files and their manifest, also in
+# development: a checkout set up with DEBUG=true (make setup) then serves DEBUG=false too (it
+# answered 500 "Missing staticfiles manifest entry" on every page). With DEBUG=true, pages link
+# the plain names, which whitenoise serves from the app folders (WHITENOISE_USE_FINDERS).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
-        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        else "config.storage.DevelopmentStaticFilesStorage"
     },
 }
+WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Caches ---------------------------------------------------------------------------------
 # "default" is tenant-aware (keys carry the schema). "routing" holds organisation and API-key
@@ -165,9 +218,12 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)
+# Behind a TLS-terminating proxy (README "Production"): trust its X-Forwarded-Proto, and, only
+# if it rewrites Host, its X-Forwarded-Host (the proxy must then set or strip that header).
 SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", False) else None
 )
+USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
 SECURE_REDIRECT_EXEMPT = [r"^health$"]
 X_FRAME_OPTIONS = "DENY"
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
