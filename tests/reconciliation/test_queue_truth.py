@@ -269,3 +269,21 @@ def test_an_all_tenant_run_reports_and_skips_a_broken_organisation(keys, capsys)
     runs = dict(ReconciliationRun.objects.values_list("organization__slug", "status"))
     assert runs == {"acme": "succeeded", "globex": "succeeded", "h2-broken": "failed"}
     assert open_of(*keys[0]).count() == 1
+
+
+def test_the_migration_fills_item_name_and_unit_of_existing_discrepancies(keys):
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module(
+        "reconciliation.migrations.0002_honest_counts_supersedes_item"
+    )
+    item, location = keys[0]
+    skew(item, location, Decimal("5"))
+    reconciliation_run(mode="full")
+    Discrepancy.objects.update(item_name="", unit="")  # as rows written before the migration
+    with connection.schema_editor(atomic=False) as editor:
+        migration.fill_item_names(apps, editor)
+    [d] = open_of(item, location)
+    assert (d.item_name, d.unit) == (item.name, "g")
