@@ -188,6 +188,8 @@ def handler400(request: HttpRequest, exception=None):
     from django.views import defaults
 
     if request.path.startswith("/api/"):
+        if isinstance(exception, RequestDataTooBig):
+            return json_error(413, "body_too_large", "The body is too large.")
         return json_error(400, "bad_request", "The request is malformed.")
     return defaults.bad_request(request, exception)
 

@@ -44,9 +44,10 @@ class JsonParser(Parser):
             # Decimals, never floats: quantities stay exact.
             return json.loads(body or b"null", parse_float=Decimal)
         except RecursionError:
-            raise _bad_body("The JSON body is nested too deeply.") from None
+            raise ApiError(400, "invalid_json", "The JSON body is nested too deeply.") from None
         except (ValueError, UnicodeDecodeError) as err:
-            raise _bad_body(f"The body is not valid JSON: {str(err)[:200]}") from None
+            message = f"The body is not valid JSON: {str(err)[:200]}"
+            raise ApiError(400, "invalid_json", message) from None
 
     def parse_querydict(self, data, list_fields, request):
         # An empty parameter (`?page=`) means its default, as it always has.

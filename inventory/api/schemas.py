@@ -22,7 +22,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from inventory.models import MovementKind
+from inventory.models import MovementKind, Unit
 from inventory.selectors import fmt_qty
 from inventory.services.ledger_rows import quantity_problem, timestamp_problem
 
@@ -195,11 +195,17 @@ class BalancesQuery(PageQuery):
 
 
 # Catalogue inputs: types here, the rules (code pattern, lengths, units, uniqueness) in the
-# catalogue service, which reports every field at once.
+# catalogue service, which reports every field at once; the document states the same rules.
+CODE_DOC = {"pattern": r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$"}
+NAME_DOC = {"minLength": 1, "maxLength": 200}
+
+
 class ItemIn(StrictIn):
-    sku: Text = Field(description="1-64 letters, digits, '.', '_', '/' or '-'")
-    name: Text = Field(description="1-200 characters")
-    unit: Text = Field(description="g, ml or ea (canonical units)")
+    sku: Text = Field(description="item SKU", json_schema_extra=CODE_DOC)
+    name: Text = Field(json_schema_extra=NAME_DOC)
+    unit: Text = Field(
+        description="canonical unit", json_schema_extra={"enum": list(Unit.values)}
+    )
 
 
 class ItemOut(Schema):
@@ -223,9 +229,9 @@ class ItemOnHandOut(ItemOut):
 
 
 class LocationIn(StrictIn):
-    code: Text = Field(description="1-64 letters, digits, '.', '_', '/' or '-'")
-    name: Text = Field(description="1-200 characters")
-    site: Text = Field("", description="at most 100 characters")
+    code: Text = Field(description="location code", json_schema_extra=CODE_DOC)
+    name: Text = Field(json_schema_extra=NAME_DOC)
+    site: Text = Field("", json_schema_extra={"maxLength": 100})
 
 
 class LocationOut(Schema):
