@@ -168,8 +168,13 @@ def _backup_step(org: Organization) -> RunbookStep:
     return RunbookStep("backup", "1. Backup taken", done, detail, "backup")
 
 
-def _migrate_step(row: FleetRow) -> RunbookStep:
+# Checks about data or the public schema, which the repair of the migration's objects is not for.
+NOT_OBJECT_CHECKS = {"Organizations table exists", "Balances cover the ledger"}
+
+
+def _migrate_step(row: FleetRow, validation) -> RunbookStep:
     missing = row.recorded_but_missing
+    altered = [c.name for c in validation.failed if c.name not in NOT_OBJECT_CHECKS]
     if missing:
         return RunbookStep(
             "migrate",
@@ -188,6 +193,19 @@ def _migrate_step(row: FleetRow) -> RunbookStep:
             False,
             "pending: " + ", ".join(row.pending),
             "migrate",
+        )
+    if row.objects.ledger and altered:
+        # Present, but not as the migrations left them (a disabled trigger, an unpinned function,
+        # a dropped index): migrate_schemas would not touch them either.
+        return RunbookStep(
+            "migrate",
+            "2. Migrations applied",
+            False,
+            "recorded as applied, but not as the migrations left them: "
+            + "; ".join(altered)
+            + f" failing. Repair puts back the current objects and backfills "
+            f"(manage.py repair_balances --schema {row.org.schema_name})",
+            "repair",
         )
     return RunbookStep(
         "migrate",
@@ -225,7 +243,7 @@ def runbook_steps(org: Organization) -> tuple[list[RunbookStep], object]:
         )
     steps = [
         _backup_step(org),
-        _migrate_step(row),
+        _migrate_step(row, validation),
         RunbookStep(
             "backfill",
             "3. Balances backfilled",

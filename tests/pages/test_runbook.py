@@ -354,3 +354,23 @@ def test_it_counts_only_a_backup_taken_after_the_organisation_was_created(as_adm
     backup(acme.created_at + timedelta(seconds=1), "after.dump")
     step = _step(text(as_admin.get("/orgs/acme/runbook/")), "backup")
     assert 'data-done="true"' in step and "newest: after.dump" in step
+
+
+def test_it_offers_the_repair_for_a_disabled_trigger_and_an_unpinned_function(as_admin, sync_jobs):
+    with connection.cursor() as cur:
+        cur.execute(
+            "ALTER TABLE acme.inventory_ledger DISABLE TRIGGER inventory_ledger_balance_trigger"
+        )
+        cur.execute("ALTER FUNCTION acme.update_inventory_balance() RESET search_path")
+    migrate = _step(text(as_admin.get("/orgs/acme/runbook/")), "migrate")
+    assert 'data-done="false"' in migrate
+    assert (
+        "recorded as applied, but not as the migrations left them: Balance trigger is enabled; "
+        "Balance function writes this schema&#x27;s balances failing" in migrate
+    )
+    assert 'action="/orgs/acme/runbook/jobs/repair/"' in migrate
+    as_admin.post("/orgs/acme/runbook/jobs/repair/", **HX)
+    assert JobRun.objects.get().status == "succeeded"
+    html = text(as_admin.get("/orgs/acme/runbook/"))
+    assert 'data-done="true"' in _step(html, "migrate")
+    assert 'data-done="true"' in _step(html, "validate")
