@@ -200,18 +200,18 @@ def _header(reader, problems: _Problems) -> dict[str, int]:
     names = [h.strip() for h in header]
     columns: dict[str, int] = {}
     for index, name in enumerate(names):
-        shown = name.encode("ascii", "backslashreplace").decode()[:40]
+        shown = _shown(name)[:40]
         if name in columns:
             problems.add(
                 1,
                 shown,
-                f"column {shown!r} appears twice (columns {columns[name] + 1} and {index + 1})",
+                f"column '{shown}' appears twice (columns {columns[name] + 1} and {index + 1})",
             )
         elif name not in REQUIRED + OPTIONAL:
             problems.add(
                 1,
                 shown or str(index + 1),
-                f"unknown column {shown!r}; allowed: {', '.join(REQUIRED + OPTIONAL)}",
+                f"unknown column '{shown}'; allowed: {', '.join(REQUIRED + OPTIONAL)}",
             )
         else:
             columns[name] = index
@@ -288,7 +288,7 @@ def _check_catalog(line, rec, flagged, catalog, new_items, new_locations, new_lo
                     line, "unit", f"item {sku!r} has unit {new_items[sku][1]!r} on an earlier line"
                 )
         elif code_problem(sku):
-            problems.add(line, "sku", f"new item {_shown(sku)!r}: {code_problem(sku)}")
+            problems.add(line, "sku", f"new item '{_shown(sku)}': {code_problem(sku)}")
         elif unit not in Unit.values:
             problems.add(
                 line, "unit", f"new item {sku!r} needs a unit: one of {', '.join(Unit.values)}"
@@ -298,7 +298,7 @@ def _check_catalog(line, rec, flagged, catalog, new_items, new_locations, new_lo
     if loc_code and loc_code not in locations and loc_code not in new_locations:
         if code_problem(loc_code):
             problems.add(
-                line, "location", f"new location {_shown(loc_code)!r}: {code_problem(loc_code)}"
+                line, "location", f"new location '{_shown(loc_code)}': {code_problem(loc_code)}"
             )
         else:
             new_locations[loc_code] = (
@@ -315,7 +315,7 @@ def _check_catalog(line, rec, flagged, catalog, new_items, new_locations, new_lo
                 problems.add(line, "lot_expires_on", problem)
         is_new = (sku, lot) not in new_lots and (sku, lot) not in existing_lots
         if is_new and code_problem(lot):
-            problems.add(line, "lot", f"new lot {_shown(lot)!r}: {code_problem(lot)}")
+            problems.add(line, "lot", f"new lot '{_shown(lot)}': {code_problem(lot)}")
         new_lots.setdefault((sku, lot), expires)
 
 
@@ -425,4 +425,5 @@ def _copy_rows(rows, items, locations, lot_ids, posting_id: int, source: str) ->
 
 
 def _shown(text: str) -> str:
-    return text.encode("ascii", "backslashreplace").decode()[:64]
+    """For messages: NUL, control and non-ASCII characters escaped (\\x00, \\uff26)."""
+    return ascii(text)[1:-1][:64]

@@ -232,9 +232,11 @@ def ledger_row_check(row: LedgerRowInput | Mapping, *, prefix: str = "") -> Chec
         fail("qty", problem)
 
     kind = data.get("kind")
-    if not isinstance(kind, str) or kind not in KINDS:
+    if kind is None or kind == "":
+        fail("kind", f"a movement kind is required: one of {KINDS_HINT}")
+    elif not isinstance(kind, str) or kind not in KINDS:
         shown = _printable(kind)[:32] if isinstance(kind, str) else type_name(kind)
-        fail("kind", f"unknown movement kind {shown!r}; use one of {KINDS_HINT}")
+        fail("kind", f"unknown movement kind '{shown}'; use one of {KINDS_HINT}")
 
     reference = data.get("reference")
     if reference is None:
@@ -278,4 +280,4 @@ def _encodable(text: str) -> bool:
 def _printable(text: str) -> str:
     """For messages: never echo a surrogate or NUL back (it would break the JSON encoder or
     the terminal)."""
-    return str(text).encode("ascii", "backslashreplace").decode()
+    return ascii(str(text))[1:-1]

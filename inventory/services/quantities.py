@@ -27,7 +27,7 @@ def parse_quantity(raw, *, allow_zero: bool = False) -> Decimal:
 
     Accepts a str of the form above, an int, or a finite Decimal (JSON parsed with
     parse_float=Decimal, typed API values); a float only if it round-trips as written."""
-    if isinstance(raw, bool) or raw is None:
+    if isinstance(raw, bool) or raw is None or raw == "":
         raise ValueError("a quantity is required (a decimal number)")
     if isinstance(raw, str):
         value = _from_text(raw)
@@ -55,7 +55,7 @@ def _from_text(raw: str) -> Decimal:
     if len(raw) > MAX_TEXT_LENGTH:
         raise ValueError(f"a quantity has at most {MAX_TEXT_LENGTH} characters")
     if not QTY_RE.fullmatch(raw):
-        shown = raw.encode("ascii", "backslashreplace").decode()[:40]
+        shown = ascii(raw)[1:-1][:40]  # never echo NUL, control or lookalike characters
         lowered = raw.strip().lower().lstrip("+-")
         if lowered in ("nan", "snan"):
             raise ValueError("NaN is not a quantity")

@@ -165,6 +165,8 @@ BAD_FILES = [
     ("full-width location", row(location="\uff37\uff28"), "location", "new location"),
     ("bad lot code", row(lot="L 1"), "lot", "new lot"),
     ("bad kind", row(kind="theft"), "kind", "unknown movement kind 'theft'"),
+    ("empty qty", row(qty=""), "qty", "a quantity is required"),
+    ("empty kind", row(kind=""), "kind", "a movement kind is required"),
 ]
 
 
@@ -271,3 +273,32 @@ def test_a_bad_file_exits_1_with_the_message_and_no_traceback(acme, tmp_path):
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "line 3, column qty: '1e999999999' is not a decimal number" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "first_line"),
+    [
+        (
+            HEADER + OK_ROW + "FL-1," + "x" * 200_000 + ",g,WH-A,,,,,5,receipt,,\n",
+            "line 3: the CSV is malformed: field larger than field limit (131072)",
+        ),
+        (HEADER + OK_ROW + OK_ROW.strip() + ",extra\n", "line 3: 13 values for 12 columns"),
+        (
+            "sku,loc\x00ation,qty,kind\nFL-1,WH-A,5,receipt\n",
+            "line 1, column loc\\x00ation: unknown column 'loc\\x00ation'; allowed: sku, location, "
+            "qty, kind, item_name, unit, location_name, site, lot, lot_expires_on, reference, "
+            "occurred_at",
+        ),
+        (
+            HEADER + 'FL-1,"Flour\non two lines",g,WH-A,,,,,5,receipt,,\n' + row(qty="+5"),
+            "line 4, column qty: '+5' is not a decimal number (use digits 0-9, an optional "
+            "leading '-' and '.' for decimals, e.g. -12.5)",
+        ),
+    ],
+    ids=["huge field", "too many values", "NUL in header", "line numbers after a two-line cell"],
+)
+def test_it_names_the_line_of_a_malformed_file(acme, tmp_path, text, first_line):
+    with pytest.raises(CommandError) as err:
+        call_command("import_ledger", "--schema", "acme", write(tmp_path, text))
+    assert str(err.value).splitlines()[0] == first_line
+    assert count_rows("acme", "inventory_ledger") == 0
