@@ -67,6 +67,8 @@ def test_it_lists_the_platform_tables_on_the_platform_host(platform):
     ]:
         assert f'href="{url}"' in html
     assert "/admin/inventory/" not in html  # tenant tables are not listed here
+    assert ">Discrepancies<" in html and ">Organizations<" in html
+    assert platform.get("/admin/inventory/").status_code == 404  # no app page either
 
 
 @pytest.mark.parametrize("model", PLATFORM_MODELS)
