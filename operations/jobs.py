@@ -230,7 +230,7 @@ def _execute(job_id: int, work) -> JobRun:
                 job_id,
                 JobRun.Status.INTERRUPTED,
                 "interrupted",
-                f"Stopped ({type(err).__name__}) before it finished. Restart it to run it again.",
+                f"Stopped ({type(err).__name__}) before it finished.",
             )
         raise
     finally:
@@ -280,7 +280,7 @@ def _fmt(moment) -> str:
 def _reason_gone(job: JobRun) -> str:
     return (
         f"The worker running this job ({job.worker or 'unknown process'}) stopped before the "
-        f"job finished (last heartbeat {_fmt(job.heartbeat_at)}). Restart it to run the job again."
+        f"job finished (last heartbeat {_fmt(job.heartbeat_at)})."
     )
 
 
@@ -302,8 +302,8 @@ def _verdict(job: JobRun, held: set[int], queued: set[str] | None, now) -> str |
         if (now - last).total_seconds() > stale_seconds():
             return (
                 f"No heartbeat from its worker ({job.worker or 'unknown process'}) since "
-                f"{_fmt(last)}, over {stale_seconds():.0f} s: given up as stopped. Restart it to "
-                "run the job again (a run still holding its lock keeps a restart from starting)."
+                f"{_fmt(last)}, over {stale_seconds():.0f} s: given up as stopped (while it still holds "
+                "its lock, a restart will not execute beside it)."
             )
         return None
     # Queued: judged only when we know its task (job_start records it); a run some other code
@@ -313,7 +313,7 @@ def _verdict(job: JobRun, held: set[int], queued: set[str] | None, now) -> str |
         if job.task_id not in queued:
             return (
                 "Its queued task is gone (its worker died, or the queue was cleared) before the "
-                "job started. Restart it."
+                "job started."
             )
     return None
 

@@ -1,4 +1,10 @@
-"""`make run`: the web app and the django-q2 worker side by side; Ctrl-C stops both cleanly."""
+"""`make run`: the web app and the django-q2 worker side by side; Ctrl-C stops both cleanly.
+
+A worker that dies (killed, out of memory, a crash) is started again after a pause that doubles
+from 1 s up to 30 s while it keeps dying (back to 1 s once one has run for a minute); the web
+server keeps serving meanwhile. The new worker marks the dead one's job runs interrupted
+(operations.jobs). If the web server itself exits, everything stops, as before.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,13 @@ import time
 
 PY = sys.executable
 PORT = os.environ.get("PORT", "8000")
+WEB = [PY, "manage.py", "runserver", f"0.0.0.0:{PORT}"]
+WORKER = [PY, "manage.py", "qcluster"]
+BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
+
+
+def _log(message: str) -> None:
+    print(f"[run {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _start(cmd: list[str]) -> subprocess.Popen:
@@ -17,11 +30,49 @@ def _start(cmd: list[str]) -> subprocess.Popen:
     return subprocess.Popen(cmd, start_new_session=True)
 
 
+def _kill_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+class Worker:
+    """The qcluster child, started again with a backoff whenever it exits."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self.backoff = BACKOFF_FIRST
+        self.restart_at: float | None = None
+
+    def start(self) -> None:
+        self.proc, self.started, self.restart_at = _start(WORKER), time.monotonic(), None
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if self.proc is not None and self.proc.poll() is not None:
+            code, ran = self.proc.returncode, now - self.started
+            # Its sentinel and worker processes outlive a killed qcluster parent: end them, or
+            # they would keep taking tasks beside the new cluster and survive Ctrl-C.
+            _kill_group(self.proc, signal.SIGKILL)
+            if ran >= HEALTHY_AFTER:
+                self.backoff = BACKOFF_FIRST
+            _log(
+                f"worker (pid {self.proc.pid}) exited with {code} after {ran:.0f} s; "
+                f"starting it again in {self.backoff:.0f} s"
+            )
+            self.proc, self.restart_at = None, now + self.backoff
+            self.backoff = min(self.backoff * 2, BACKOFF_MAX)
+        if self.proc is None and self.restart_at is not None and now >= self.restart_at:
+            self.start()
+            _log(f"worker started again (pid {self.proc.pid})")
+
+
 def main() -> int:
-    procs = {
-        "web": _start([PY, "manage.py", "runserver", f"0.0.0.0:{PORT}"]),
-        "worker": _start([PY, "manage.py", "qcluster"]),
-    }
+    web = _start(WEB)
+    worker = Worker()
+    worker.start()
     stopping = False
 
     def stop(*_):
@@ -32,26 +83,27 @@ def main() -> int:
     signal.signal(signal.SIGTERM, stop)
     exit_code = 0
     while not stopping:
-        for name, proc in procs.items():
-            code = proc.poll()
-            if code is not None:
-                print(f"\n{name} exited with {code}; stopping the rest.", file=sys.stderr)
-                exit_code, stopping = code or 1, True
+        code = web.poll()
+        if code is not None:
+            _log(f"web server exited with {code}; stopping the worker.")
+            exit_code, stopping = code or 1, True
+            break
+        worker.check()
         time.sleep(0.3)
-    print("\nStopping web and worker...", file=sys.stderr)
+    _log("Stopping web and worker...")
     # qcluster winds down promptly on INT (on TERM it waits out its guard cycle); runserver on TERM.
-    for name, sig in (("worker", signal.SIGINT), ("web", signal.SIGTERM)):
-        if procs[name].poll() is None:
-            os.killpg(procs[name].pid, sig)
+    procs = [p for p in (worker.proc, web) if p is not None]
+    if worker.proc is not None and worker.proc.poll() is None:
+        _kill_group(worker.proc, signal.SIGINT)
+    if web.poll() is None:
+        _kill_group(web, signal.SIGTERM)
     deadline = time.time() + 15
-    for proc in procs.values():
+    for proc in procs:
         try:
             proc.wait(timeout=max(0.1, deadline - time.time()))
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    print(
-        "Stopped. (The embedded database keeps running; `make db-stop` stops it.)", file=sys.stderr
-    )
+            _kill_group(proc, signal.SIGKILL)
+    _log("Stopped. (The embedded database keeps running; `make db-stop` stops it.)")
     return exit_code
 
 

@@ -200,3 +200,64 @@ def test_a_backup_restored_into_a_new_database_gives_the_same_balances(committed
     finally:
         with psycopg.connect(**{**params, "dbname": "postgres"}, autocommit=True) as admin:
             admin.execute("DROP DATABASE IF EXISTS restore_check")
+
+
+# --- every door records the same job run (issue 16.13) -------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_command_line_backup_is_recorded_as_a_job_run(backup_dir, capsys):
+    from operations.models import JobRun
+
+    call_command("backup_database")
+    job = JobRun.objects.get()
+    record = BackupRecord.objects.get()
+    assert job.kind == "backup" and job.status == "succeeded" and job.schema_name == ""
+    assert job.requested_by.startswith("cli") and job.started_at and job.finished_at
+    assert job.result["file"] == record.file_name and job.result["size_bytes"] == record.size_bytes
+    assert f"(job {job.id})" in capsys.readouterr().out
+
+
+@pytest.mark.django_db
+def test_a_command_line_backup_is_refused_while_one_runs(backup_dir):
+    from operations.jobs import LOCK_NAMESPACE, _lock_key
+    from operations.models import JobRun
+    from tests.conftest import Committed
+
+    running = JobRun.objects.create(
+        kind="backup", status="running", started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    session = Committed().connect("public", autocommit=True)  # the live worker's session
+    try:
+        session.execute(
+            "SELECT pg_advisory_lock(%s, %s)", [LOCK_NAMESPACE, _lock_key("backup", "")]
+        )
+        with pytest.raises(CommandError) as err:
+            call_command("backup_database")
+    finally:
+        session.close()
+    assert f"already running (job {running.id}" in str(err.value)
+    assert JobRun.objects.count() == 1 and BackupRecord.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_failed_command_line_backup_is_recorded_as_failed(backup_dir, monkeypatch):
+    from operations.models import JobRun
+
+    monkeypatch.setenv("PG_BIN_DIR", "/nonexistent")
+    with pytest.raises(CommandError) as err:
+        call_command("backup_database")
+    job = JobRun.objects.get()
+    assert "backup failed" in str(err.value) and f"job {job.id}" in str(err.value)
+    assert job.status == "failed" and "nonexistent" in job.error
+
+
+@pytest.mark.django_db
+def test_the_scheduled_backup_is_recorded_as_a_job_run(backup_dir):
+    from operations.models import JobRun
+    from operations.tasks import backup_database
+
+    result = backup_database()
+    job = JobRun.objects.get()
+    assert job.requested_by == "schedule" and job.status == "succeeded"
+    assert result["file"] == BackupRecord.objects.get().file_name

@@ -149,3 +149,233 @@ def test_a_killed_run_is_marked_interrupted_and_the_next_run_proceeds(acme):
     stale = ReconciliationRun.objects.exclude(pk=run.pk).get()
     assert stale.status == "failed" and "interrupted" in stale.error
     assert JobRun.objects.count() == 0
+
+
+# --- runs whose worker died (issue 17.7) -----------------------------------------------------------
+
+
+def _other_session():
+    """A second database session, as a live worker's would be."""
+    from tests.conftest import Committed
+
+    return Committed().connect("public", autocommit=True)
+
+
+def _hold_job_lock(session, kind: str, schema_name: str) -> None:
+    from operations.jobs import LOCK_NAMESPACE, _lock_key
+
+    session.execute(
+        "SELECT pg_advisory_lock(%s, %s)", [LOCK_NAMESPACE, _lock_key(kind, schema_name)]
+    )
+
+
+def _running(kind="backfill", schema_name="acme", **fields) -> JobRun:
+    from django.utils import timezone
+
+    now = timezone.now()
+    defaults = {"started_at": now, "heartbeat_at": now, "worker": "box pid 4242"}
+    return JobRun.objects.create(
+        kind=kind, schema_name=schema_name, status="running", **(defaults | fields)
+    )
+
+
+def test_it_marks_a_running_job_whose_worker_session_is_gone_interrupted(acme):
+    from operations.jobs import job_runs_reap
+
+    job = _running()
+    finished = job_run_create(kind="validate", schema_name="acme")
+    JobRun.objects.filter(pk=finished.pk).update(status="succeeded")
+    assert job_runs_reap() == [job.id]
+    job.refresh_from_db()
+    assert job.status == "interrupted" and job.finished_at and job.message == "interrupted"
+    assert "box pid 4242" in job.error and "stopped before the job finished" in job.error
+    assert JobRun.objects.get(pk=finished.pk).status == "succeeded"
+    assert job_runs_reap() == []
+
+
+def test_it_leaves_a_live_run_alone_until_its_heartbeat_lapses(acme, settings):
+    from django.utils import timezone
+
+    from operations.jobs import job_runs_reap
+
+    settings.JOB_STALE_SECONDS = 120
+    job = _running()
+    session = _other_session()
+    try:
+        _hold_job_lock(session, "backfill", "acme")
+        assert job_runs_reap() == []
+        JobRun.objects.filter(pk=job.pk).update(
+            heartbeat_at=timezone.now() - timezone.timedelta(seconds=121)
+        )
+        assert job_runs_reap() == [job.id]
+    finally:
+        session.close()
+    job.refresh_from_db()
+    assert job.status == "interrupted" and "No heartbeat" in job.error
+
+
+def test_a_queued_run_whose_task_is_gone_is_interrupted(acme):
+    from django.utils import timezone
+    from django_q.tasks import async_task
+
+    from operations.jobs import job_runs_reap
+
+    lost = job_run_create(kind="backfill", schema_name="acme")
+    waiting = job_run_create(kind="backfill", schema_name="globex")
+    task_id = async_task("inventory.tasks.backfill_tenant", "globex", waiting.id)
+    long_ago = timezone.now() - timezone.timedelta(minutes=5)
+    JobRun.objects.filter(pk=lost.pk).update(task_id="0" * 32, created_at=long_ago)
+    JobRun.objects.filter(pk=waiting.pk).update(task_id=task_id, created_at=long_ago)
+    assert job_runs_reap() == [lost.id]
+    assert "queued task is gone" in JobRun.objects.get(pk=lost.pk).error
+    assert JobRun.objects.get(pk=waiting.pk).status == "queued"
+
+
+def test_a_task_handed_out_again_does_not_run_its_job_twice(acme):
+    """django-q2 hands a dead worker's task out again after Q_CLUSTER retry: nothing happens."""
+    _skew("acme", "3")
+    for status in ("interrupted", "succeeded", "failed"):
+        job = job_run_create(kind="backfill", schema_name="acme")
+        JobRun.objects.filter(pk=job.pk).update(status=status, message="as it was")
+        backfill_tenant("acme", job.id)
+        job.refresh_from_db()
+        assert job.status == status and job.message == "as it was" and job.started_at is None
+    assert balance_mismatches("acme") != []
+
+
+def test_a_running_run_handed_out_again_is_interrupted_not_rerun(acme):
+    _skew("acme", "3")
+    job = _running()
+    backfill_tenant("acme", job.id)  # nobody holds its lock: its worker is gone
+    job.refresh_from_db()
+    assert job.status == "interrupted" and balance_mismatches("acme") != []
+
+
+def test_a_run_never_executes_beside_a_live_one_of_the_same_job(acme):
+    from operations.jobs import job_run_execute
+
+    job = job_run_create(kind="backfill", schema_name="acme")
+    session = _other_session()
+    try:
+        _hold_job_lock(session, "backfill", "acme")
+        calls = []
+        job_run_execute(job.id, lambda progress: calls.append(1) or {})
+    finally:
+        session.close()
+    job.refresh_from_db()
+    assert calls == [] and job.status == "failed" and "still executing" in job.error
+
+
+def test_a_run_stopped_with_ctrl_c_is_interrupted(acme):
+    from operations.jobs import job_run_execute
+
+    job = job_run_create(kind="backfill", schema_name="acme")
+
+    def work(progress):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        job_run_execute(job.id, work)
+    job.refresh_from_db()
+    assert job.status == "interrupted" and "KeyboardInterrupt" in job.error
+
+
+def test_it_refuses_a_second_start_of_the_same_job(acme):
+    from django_q.models import OrmQ
+
+    from operations.dispatch import job_start
+    from operations.jobs import JobAlreadyRunning
+
+    first = job_start(kind="backfill", schema_name="acme", requested_by="ann")
+    second = job_start(kind="backfill", schema_name="acme", requested_by="bob")
+    assert second.id == first.id and second.refused and not getattr(first, "refused", False)
+    assert "already queued (job" in second.refusal and "started by ann" in second.refusal
+    assert JobRun.objects.count() == 1 and OrmQ.objects.count() == 1
+    with pytest.raises(JobAlreadyRunning):  # the shell's door refuses too
+        job_run_create(kind="backfill", schema_name="acme")
+    other = job_start(kind="backfill", schema_name="globex")  # another schema is another job
+    assert not getattr(other, "refused", False) and OrmQ.objects.count() == 2
+
+
+def test_a_start_after_a_dead_run_is_not_refused(acme):
+    from operations.dispatch import job_start
+
+    dead = _running()
+    job = job_start(kind="backfill", schema_name="acme")
+    assert job.id != dead.id and not getattr(job, "refused", False)
+    assert JobRun.objects.get(pk=dead.pk).status == "interrupted"
+
+
+# --- the page of a run whose worker died ----------------------------------------------------------
+
+
+@pytest.fixture
+def admin_client(db):
+    from django.test import Client
+
+    from tests.factories import PASSWORD, make_user
+
+    client = Client(HTTP_HOST="localhost")
+    assert client.login(
+        username=make_user("jobs-admin", superuser=True).username, password=PASSWORD
+    )
+    return client
+
+
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def test_the_page_shows_a_dead_run_interrupted_with_a_restart_and_stops_polling(admin_client, acme):
+    job = _running()
+    response = admin_client.get(f"/jobs/{job.id}/", **HX)
+    html = response.content.decode()
+    assert response.status_code == 200 and response["HX-Trigger"] == "job-finished"
+    assert 'data-status="interrupted"' in html and "hx-get" not in html
+    assert 'hx-post="/orgs/acme/runbook/jobs/backfill/"' in html and "Restart backfill" in html
+    assert JobRun.objects.get(pk=job.pk).status == "interrupted"
+
+
+def test_it_keeps_polling_a_live_run(admin_client, acme):
+    job = _running()
+    session = _other_session()
+    try:
+        _hold_job_lock(session, "backfill", "acme")
+        response = admin_client.get(f"/jobs/{job.id}/", **HX)
+    finally:
+        session.close()
+    assert "HX-Trigger" not in response and f'hx-get="/jobs/{job.id}/"' in response.content.decode()
+
+
+def test_restart_buttons_post_to_the_door_that_started_the_job(admin_client, acme):
+    reconcile = _running(kind="reconcile", params={"mode": "incremental"})
+    backup = _running(kind="backup", schema_name="")
+    rollback = _running(kind="rollback")
+    html = admin_client.get(f"/jobs/{reconcile.id}/", **HX).content.decode()
+    assert 'hx-post="/reconciliation/run/"' in html
+    assert 'name="org" value="acme"' in html and 'name="mode" value="incremental"' in html
+    html = admin_client.get(f"/jobs/{backup.id}/", **HX).content.decode()
+    assert 'hx-post="/backups/now/"' in html
+    html = admin_client.get(f"/jobs/{rollback.id}/", **HX).content.decode()
+    assert "<button" not in html and "Start it again from the runbook" in html
+
+
+def test_the_restart_button_starts_a_new_run(admin_client, acme):
+    from django_q.models import OrmQ
+
+    dead = _running()
+    admin_client.get(f"/jobs/{dead.id}/", **HX)
+    response = admin_client.post("/orgs/acme/runbook/jobs/backfill/", **HX)
+    new = JobRun.objects.exclude(pk=dead.pk).get()
+    assert response.status_code == 200 and f'id="jobrun-{new.id}"' in response.content.decode()
+    assert new.status == "queued" and new.task_id and OrmQ.objects.count() == 1
+
+
+def test_a_second_start_from_the_page_queues_nothing_and_says_so(admin_client, acme):
+    from django_q.models import OrmQ
+
+    admin_client.post("/orgs/acme/runbook/jobs/backfill/", **HX)
+    response = admin_client.post("/orgs/acme/runbook/jobs/backfill/", **HX)
+    job = JobRun.objects.get()
+    html = response.content.decode()
+    assert f'id="jobrun-{job.id}"' in html and "is already queued" in html
+    assert OrmQ.objects.count() == 1
