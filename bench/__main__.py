@@ -1,6 +1,7 @@
-"""`python -m bench` (`make bench`): balance reads (table vs SUM over the ledger) and ledger insert
-throughput per balance-trigger variant, in one run, on a separate database (inventory_bench on
-the embedded server, or BENCH_DATABASE_URL). See docs/PERFORMANCE.md.
+"""`python -m bench` (`make bench`): balance reads (table vs SUM over the ledger), ledger insert
+throughput per balance-trigger variant and the HTTP API under load (bench/api.py), in one run, on
+a separate database (inventory_bench on the embedded server, or BENCH_DATABASE_URL). See
+docs/PERFORMANCE.md.
 
 Every option can also come from the environment as BENCH_<OPTION> (e.g. BENCH_SIZES=10000,100000);
 the command line wins. --quick is a smoke run of well under a minute.
@@ -29,6 +30,8 @@ DEFAULTS = {
     "lot_every": (5, 5),
     "lots_per_item": (2, 2),
     "seed": (42, 42),
+    "api_seconds": (10.0, 3.0),
+    "api_connections": (16, 16),
 }
 HELP = {
     "sizes": "ledger sizes for the read benchmark, comma-separated",
@@ -44,6 +47,8 @@ HELP = {
     "lot_every": "every n-th item is lot-tracked (0: no lots)",
     "lots_per_item": "lots of a lot-tracked item",
     "seed": "random seed",
+    "api_seconds": "seconds of load per API case (after 2 s of warm-up)",
+    "api_connections": "concurrent connections per API case (the hot-key case uses 8)",
 }
 
 
@@ -62,12 +67,14 @@ class Config:
     lot_every: int
     lots_per_item: int
     seed: int
+    api_seconds: float
+    api_connections: int
 
 
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small smoke run (< 1 minute)")
-    p.add_argument("--only", choices=["reads", "writes"], help="run one half only")
+    p.add_argument("--only", choices=["reads", "writes", "api"], help="run one part only")
     for name in DEFAULTS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, help=HELP[name])
     args = p.parse_args(argv)
@@ -79,7 +86,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
             raw = DEFAULTS[f.name][1 if quick else 0]
         if f.name == "sizes":
             values[f.name] = [int(float(s)) for s in str(raw).split(",") if s.strip()]
-        elif f.name == "budget_s":
+        elif f.name in ("budget_s", "api_seconds"):
             values[f.name] = float(raw)
         else:
             values[f.name] = int(float(raw))
@@ -94,7 +101,7 @@ def main(argv=None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    from bench import db, reads, report, writes
+    from bench import api, db, reads, report, writes
 
     url = db.bench_database_url()
     log("preparing the bench database (migrate_schemas, bench organisations)")
@@ -104,10 +111,15 @@ def main(argv=None) -> int:
     log(f"load average {meta['loadavg_start'][0]:.2f} (other work on the machine skews results)")
 
     results = []
-    if args.only != "writes":
+    if args.only in (None, "reads"):
         results += reads.run(url, cfg, log)
-    if args.only != "reads":
+    if args.only in (None, "writes"):
         results += writes.run(url, cfg, log)
+    api_report = None
+    if args.only in (None, "api"):
+        api_report = api.run(
+            url, seconds=cfg.api_seconds, connections=cfg.api_connections, log=log
+        )
     meta["seconds"] = round(time.perf_counter() - started, 1)
     meta["loadavg_end"] = os.getloadavg()
 
@@ -118,13 +130,19 @@ def main(argv=None) -> int:
         f"shared_buffers={m['settings']['shared_buffers']} · {meta['seconds']}s · "
         f"load average {meta['loadavg_start'][0]:.2f} at start\n"
     )
-    print(report.table(results))
-    print(
-        "\nreads: ratio = median / median of the balances table (same keys); "
-        "writes: ratio = median rows/s / no trigger."
-    )
-    path = report.write_json(results, meta)
-    print(f"JSON: {path.relative_to(db.BASE_DIR)}")
+    if results:
+        print(report.table(results))
+        print(
+            "\nreads: ratio = median / median of the balances table (same keys); "
+            "writes: ratio = median rows/s / no trigger."
+        )
+        path = report.write_json(results, meta)
+        print(f"JSON: {path.relative_to(db.BASE_DIR)}")
+    if api_report is not None:
+        print(("\n" if results else "") + api.table(api_report))
+        print(f"JSON: {api.JSON_PATH.relative_to(db.BASE_DIR)}")
+        if not all(f["ok"] for f in api_report["floors"]):
+            return 1
     return 0
 
 
