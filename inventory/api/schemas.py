@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from ninja import Field, Schema
 from pydantic import (
     AfterValidator,
+    BaseModel,
     ConfigDict,
     Discriminator,
     PlainValidator,
@@ -83,8 +84,17 @@ IdempotencyKey = Annotated[Text, Field(min_length=1, max_length=200)]
 Kind = Literal[tuple(MovementKind.values)]  # type: ignore[valid-type]
 
 
-class StrictIn(Schema):
+class StrictIn(BaseModel):
+    """Bodies: unknown fields refused. Plain pydantic (ninja's Schema validates a model with
+    extra="forbid" twice, and wraps every value in its ORM getter)."""
+
     model_config = ConfigDict(extra="forbid")
+
+
+class Out(BaseModel):
+    """Responses are built from model rows by each schema's `of()`, without validation (the
+    values come from the database); pydantic-core serialises them. The live schemathesis test
+    checks every response against the document."""
 
 
 # --- ledger -------------------------------------------------------------------------------
@@ -115,7 +125,7 @@ PostingIn = Annotated[
 ]
 
 
-class LedgerEntryOut(Schema):
+class LedgerEntryOut(Out):
     id: int
     item: str
     location: str
@@ -128,24 +138,24 @@ class LedgerEntryOut(Schema):
     recorded_by: str
     posting_id: int | None
 
-    @staticmethod
-    def resolve_item(obj) -> str:
-        return obj.item.sku
+    @classmethod
+    def of(cls, e) -> LedgerEntryOut:
+        return cls.model_construct(
+            id=e.id,
+            item=e.item.sku,
+            location=e.location.code,
+            lot=e.lot.code if e.lot_id else None,
+            qty=fmt_qty(e.qty_canonical),
+            kind=e.kind,
+            reference=e.reference,
+            occurred_at=e.occurred_at,
+            recorded_at=e.recorded_at,
+            recorded_by=e.recorded_by,
+            posting_id=e.posting_id,
+        )
 
-    @staticmethod
-    def resolve_location(obj) -> str:
-        return obj.location.code
 
-    @staticmethod
-    def resolve_lot(obj) -> str | None:
-        return obj.lot.code if obj.lot_id else None
-
-    @staticmethod
-    def resolve_qty(obj) -> str:
-        return fmt_qty(obj.qty_canonical)
-
-
-class PostingOut(Schema):
+class PostingOut(Out):
     posting_id: int
     replayed: bool = Field(description="true when a retry with the same key returned the original")
     entries: list[LedgerEntryOut]
@@ -162,7 +172,7 @@ class LedgerQuery(Schema):
     limit: int = Field(100, ge=1, le=500)
 
 
-class LedgerPage(Schema):
+class LedgerPage(Out):
     results: list[LedgerEntryOut]
     next_cursor: int | None
     limit: int
@@ -203,29 +213,36 @@ NAME_DOC = {"minLength": 1, "maxLength": 200}
 class ItemIn(StrictIn):
     sku: Text = Field(description="item SKU", json_schema_extra=CODE_DOC)
     name: Text = Field(json_schema_extra=NAME_DOC)
-    unit: Text = Field(
-        description="canonical unit", json_schema_extra={"enum": list(Unit.values)}
-    )
+    unit: Text = Field(description="canonical unit", json_schema_extra={"enum": list(Unit.values)})
 
 
-class ItemOut(Schema):
+class ItemOut(Out):
     id: int
     sku: str
     name: str
     unit: str
     active: bool
 
-    @staticmethod
-    def resolve_active(obj) -> bool:
-        return obj.is_active
+    @classmethod
+    def of(cls, item) -> ItemOut:
+        return cls.model_construct(
+            id=item.id, sku=item.sku, name=item.name, unit=item.unit, active=item.is_active
+        )
 
 
 class ItemOnHandOut(ItemOut):
     on_hand: str
 
-    @staticmethod
-    def resolve_on_hand(obj) -> str:
-        return fmt_qty(obj.on_hand)
+    @classmethod
+    def of(cls, item) -> ItemOnHandOut:
+        return cls.model_construct(
+            id=item.id,
+            sku=item.sku,
+            name=item.name,
+            unit=item.unit,
+            active=item.is_active,
+            on_hand=fmt_qty(item.on_hand),
+        )
 
 
 class LocationIn(StrictIn):
@@ -234,19 +251,21 @@ class LocationIn(StrictIn):
     site: Text = Field("", json_schema_extra={"maxLength": 100})
 
 
-class LocationOut(Schema):
+class LocationOut(Out):
     id: int
     code: str
     name: str
     site: str
     active: bool
 
-    @staticmethod
-    def resolve_active(obj) -> bool:
-        return obj.is_active
+    @classmethod
+    def of(cls, loc) -> LocationOut:
+        return cls.model_construct(
+            id=loc.id, code=loc.code, name=loc.name, site=loc.site, active=loc.is_active
+        )
 
 
-class BalanceOut(Schema):
+class BalanceOut(Out):
     item: str
     location: str
     lot: str | None
@@ -255,28 +274,20 @@ class BalanceOut(Schema):
     last_ledger_id: int
     updated_at: datetime
 
-    @staticmethod
-    def resolve_item(obj) -> str:
-        return obj.item.sku
-
-    @staticmethod
-    def resolve_location(obj) -> str:
-        return obj.location.code
-
-    @staticmethod
-    def resolve_lot(obj) -> str | None:
-        return obj.lot.code if obj.lot_id else None
-
-    @staticmethod
-    def resolve_qty(obj) -> str:
-        return fmt_qty(obj.qty_canonical)
-
-    @staticmethod
-    def resolve_unit(obj) -> str:
-        return obj.item.unit
+    @classmethod
+    def of(cls, b) -> BalanceOut:
+        return cls.model_construct(
+            item=b.item.sku,
+            location=b.location.code,
+            lot=b.lot.code if b.lot_id else None,
+            qty=fmt_qty(b.qty_canonical),
+            unit=b.item.unit,
+            last_ledger_id=b.last_ledger_id,
+            updated_at=b.updated_at,
+        )
 
 
-class PageMeta(Schema):
+class PageMeta(Out):
     page: int | None = Field(description="the offset page asked for, else null")
     page_size: int
     count: int | None = Field(description="total rows, only with count=true")
@@ -304,7 +315,7 @@ class BalancesPage(PageMeta):
     results: list[BalanceOut]
 
 
-class PingOut(Schema):
+class PingOut(Out):
     ok: StrictBool
     organization: str
 
@@ -312,7 +323,7 @@ class PingOut(Schema):
 # --- errors -------------------------------------------------------------------------------
 
 
-class ErrorBody(Schema):
+class ErrorBody(Out):
     code: str
     message: str
     fields: dict[str, list[str]] | None = Field(
@@ -320,5 +331,5 @@ class ErrorBody(Schema):
     )
 
 
-class ErrorOut(Schema):
+class ErrorOut(Out):
     error: ErrorBody

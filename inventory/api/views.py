@@ -35,21 +35,24 @@ def _page_request(q: s.PageQuery) -> selectors.PageRequest:
     )
 
 
-def _page_body(result: selectors.PageResult, req: selectors.PageRequest) -> dict:
+def _page(
+    page_schema, row_schema, result: selectors.PageResult, req: selectors.PageRequest, **extra
+):
     pages = None if result.count is None else max(1, -(-result.count // req.size))
-    return {
-        "page": req.page,
-        "page_size": req.size,
-        "count": result.count,
-        "pages": pages,
-        "next_cursor": result.next_cursor,
-        "results": result.rows,
-    }
+    return page_schema.model_construct(
+        page=req.page,
+        page_size=req.size,
+        count=result.count,
+        pages=pages,
+        next_cursor=result.next_cursor,
+        results=[row_schema.of(row) for row in result.rows],
+        **extra,
+    )
 
 
 @router.get("/ping", response={200: s.PingOut, **COMMON}, summary="Trivial view (no database)")
 def ping(request: HttpRequest):
-    return {"ok": True, "organization": request.tenant.slug}
+    return s.PingOut.model_construct(ok=True, organization=request.tenant.slug)
 
 
 @router.get(
@@ -60,29 +63,31 @@ def ping(request: HttpRequest):
 def items_enterprise(request: HttpRequest, q: Query[s.ItemsQuery]):
     req = _page_request(q)
     result = selectors.items_with_on_hand_page(search=q.search, req=req)
-    return {"organization": request.tenant.slug, **_page_body(result, req)}
+    return _page(s.ItemsOnHandPage, s.ItemOnHandOut, result, req, organization=request.tenant.slug)
 
 
 @router.get("/items", response={200: s.ItemsPage, **COMMON}, summary="List items")
 def items_list(request: HttpRequest, q: Query[s.ItemsQuery]):
     req = _page_request(q)
-    return _page_body(selectors.items_page(search=q.search, req=req), req)
+    return _page(s.ItemsPage, s.ItemOut, selectors.items_page(search=q.search, req=req), req)
 
 
 @router.post("/items", response={201: s.ItemOut, **COMMON}, summary="Create an item")
 def items_create(request: HttpRequest, payload: s.ItemIn):
-    return Status(201, item_create(sku=payload.sku, name=payload.name, unit=payload.unit))
+    item = item_create(sku=payload.sku, name=payload.name, unit=payload.unit)
+    return Status(201, s.ItemOut.of(item))
 
 
 @router.get("/locations", response={200: s.LocationsPage, **COMMON}, summary="List locations")
 def locations_list(request: HttpRequest, q: Query[s.CodeCursorQuery]):
     req = _page_request(q)
-    return _page_body(selectors.locations_page(req=req), req)
+    return _page(s.LocationsPage, s.LocationOut, selectors.locations_page(req=req), req)
 
 
 @router.post("/locations", response={201: s.LocationOut, **COMMON}, summary="Create a location")
 def locations_create(request: HttpRequest, payload: s.LocationIn):
-    return Status(201, location_create(code=payload.code, name=payload.name, site=payload.site))
+    location = location_create(code=payload.code, name=payload.name, site=payload.site)
+    return Status(201, s.LocationOut.of(location))
 
 
 @router.get(
@@ -93,7 +98,8 @@ def locations_create(request: HttpRequest, payload: s.LocationIn):
 def balances_list(request: HttpRequest, q: Query[s.BalancesQuery]):
     req = _page_request(q)
     filters = selectors.BalanceFilters(q.item or "", q.location or "", q.lot or "")
-    return _page_body(selectors.balances_page(filters=filters, req=req), req)
+    result = selectors.balances_page(filters=filters, req=req)
+    return _page(s.BalancesPage, s.BalanceOut, result, req)
 
 
 @router.get(
@@ -113,7 +119,11 @@ def ledger_list(request: HttpRequest, q: Query[s.LedgerQuery]):
         limit=q.limit,
     )
     result = selectors.ledger_page(filters=filters)
-    return {"results": result.rows, "next_cursor": result.next_cursor, "limit": q.limit}
+    return s.LedgerPage.model_construct(
+        results=[s.LedgerEntryOut.of(e) for e in result.rows],
+        next_cursor=result.next_cursor,
+        limit=q.limit,
+    )
 
 
 @router.post(
@@ -140,5 +150,9 @@ def ledger_post(
         idempotency_key=idempotency_key,
         recorded_by=recorded_by(request),
     )
-    body = {"posting_id": result.posting.id, "replayed": result.replayed, "entries": result.entries}
+    body = s.PostingOut.model_construct(
+        posting_id=result.posting.id,
+        replayed=result.replayed,
+        entries=[s.LedgerEntryOut.of(e) for e in result.entries],
+    )
     return Status(200 if result.replayed else 201, body)
