@@ -14,8 +14,9 @@ import argparse
 import os
 import sys
 
-# Connections a django-q2 cluster holds besides one per worker: the sentinel, the pusher (polls
-# the ORM queue) and the monitor (saves results). Measured on `manage.py qcluster`.
+# Connections of a django-q2 cluster: two per worker (the task's, and the job heartbeat thread's
+# own, operations/jobs.py) and these for the sentinel, the pusher (polls the ORM queue) and the
+# monitor (saves results). Measured idle: Q_WORKERS + 1; this is the bound while jobs run.
 CLUSTER_OVERHEAD = 3
 # Left free for what else connects: management commands, backups (pg_dump), psql, migrations.
 HEADROOM = 10
@@ -94,7 +95,7 @@ def connections_per_web_process(settings) -> int:
 def connection_budget(settings, *, web_processes: int) -> tuple[int, int, str]:
     """(needed, available, the arithmetic) for `web_processes` web servers plus one cluster."""
     per_process = connections_per_web_process(settings)
-    cluster = settings.Q_CLUSTER["workers"] + CLUSTER_OVERHEAD
+    cluster = 2 * settings.Q_CLUSTER["workers"] + CLUSTER_OVERHEAD
     needed = web_processes * per_process + cluster + HEADROOM
     db = settings.DATABASES["default"]
     with connect(db) as conn:
@@ -112,7 +113,7 @@ def connection_budget(settings, *, web_processes: int) -> tuple[int, int, str]:
     available = max_connections - reserved
     arithmetic = (
         f"{web_processes} web process(es) x {per_process} pooled connection(s) "
-        f"+ {cluster} for the worker (Q_WORKERS + {CLUSTER_OVERHEAD}) + {HEADROOM} headroom "
+        f"+ {cluster} for the worker (2 x Q_WORKERS + {CLUSTER_OVERHEAD}) + {HEADROOM} headroom "
         f"= {needed}, of the server's {available} (max_connections {max_connections}"
         + (f" less {reserved} reserved" if reserved else "")
         + ")"

@@ -105,3 +105,94 @@ def test_it_never_uses_plain_migrate_in_scripts():
         text = path.read_text()
         assert not plain_migrate.search(text), f"{path.name} calls plain migrate"
     assert "migrate_schemas" in (ROOT / "Makefile").read_text()
+
+
+def _manage_check(**env_overrides):
+    env = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ALLOW_INSECURE_DEV_SECRET"}}
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_it_refuses_the_public_development_key_with_debug_false():
+    # ALLOW_INSECURE_DEV_SECRET used to run production on the key printed in settings.py, which
+    # also signs API keys, with `check --deploy` clean.
+    result = _manage_check(DEBUG="false", ALLOW_INSECURE_DEV_SECRET="true")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "manage.py check: ALLOW_INSECURE_DEV_SECRET is refused with DEBUG=false: the development "
+        "key is public. Set SECRET_KEY (see .env.example), or DEBUG=true for development."
+    )
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("SECRET_KEY", "dev-only-insecure-secret-key-do-not-use-in-production-0123456789"),
+        ("SECRET_KEY", "change-me-to-50-plus-random-characters"),  # .env.example's placeholder
+        ("API_KEY_HMAC_SECRET", "change-me"),
+    ],
+)
+def test_it_refuses_known_keys_with_debug_false(name, value):
+    env = {"DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50), name: value}
+    result = _manage_check(**env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"manage.py check: {name} is the development key"), result.stderr
+
+
+def test_it_still_runs_development_on_the_development_key():
+    result = _manage_check(DEBUG="true")
+    assert result.returncode == 0, result.stderr
+
+
+def _check_deploy_env() -> dict[str, str]:
+    line = re.search(r"^CHECK_DEPLOY_ENV = (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    return dict(pair.split("=", 1) for pair in line.split())
+
+
+def test_it_admits_tenant_subdomains_of_base_domain_even_when_allowed_hosts_omits_them():
+    env = {**os.environ, **_check_deploy_env(), "ALLOWED_HOSTS": "inventory.example.com"}
+    env["SECRET_KEY"] = secrets.token_urlsafe(50)
+    code = "from django.conf import settings; print(','.join(settings.ALLOWED_HOSTS))"
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        env={**env, "DJANGO_SETTINGS_MODULE": "config.settings"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stdout.strip().split(",") == ["inventory.example.com", ".inventory.example.com"]
+
+
+def test_it_routes_tenant_subdomains_under_check_deploys_hosts(django_db_setup):
+    # A real gunicorn in check-deploy's environment: the platform host and a tenant subdomain
+    # pass host validation (301 to https, no BEHIND_PROXY here); any other host is a 400.
+    from tests.server_processes import PY, Server, free_port, request, server_env
+
+    port = free_port()
+    env = server_env(**_check_deploy_env(), SECRET_KEY=secrets.token_urlsafe(50), PORT=str(port))
+    env["WEB_CONCURRENCY"] = "1"
+    server = Server([PY, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"], env, port)
+    try:
+        server.wait_ready()
+        answers = {
+            host: request(port, "GET", "/api/items-enterprise", headers={"Host": host})[:2]
+            for host in ("inventory.example.com", "acme.inventory.example.com", "evil.example.org")
+        }
+    finally:
+        server.stop()
+    statuses = {host: status for host, (status, _) in answers.items()}
+    assert statuses == {
+        "inventory.example.com": 301,
+        "acme.inventory.example.com": 301,
+        "evil.example.org": 400,
+    }, server.text
+    location = dict(answers["acme.inventory.example.com"][1])["Location"]
+    assert location == "https://acme.inventory.example.com/api/items-enterprise"
