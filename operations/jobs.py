@@ -320,13 +320,16 @@ def _verdict(job: JobRun, held: set[int], queued: set[str] | None, now) -> str |
 
 def _interrupt(job: JobRun, reason: str) -> bool:
     # Conditional on the status seen, so a run that just finished keeps its outcome.
-    changed = JobRun.objects.filter(pk=job.pk, status=job.status).update(
-        status=JobRun.Status.INTERRUPTED,
-        finished_at=timezone.now(),
-        message="interrupted",
-        error=reason[:5000],
-    )
+    fields = {
+        "status": JobRun.Status.INTERRUPTED,
+        "finished_at": timezone.now(),
+        "message": "interrupted",
+        "error": reason[:5000],
+    }
+    changed = JobRun.objects.filter(pk=job.pk, status=job.status).update(**fields)
     if changed:
+        for name, value in fields.items():  # the caller's copy says so too
+            setattr(job, name, value)
         log.warning("job %s (%s %s) interrupted: %s", job.pk, job.kind, job.schema_name, reason)
     return bool(changed)
 
@@ -368,8 +371,5 @@ def job_runs_reap(jobs: list[JobRun] | None = None) -> list[int]:
 
 
 def job_run_reap(job: JobRun) -> bool:
-    """`job_runs_reap` for one run; refreshes `job` when it was marked."""
-    if job.pk in job_runs_reap([job]):
-        job.refresh_from_db()
-        return True
-    return False
+    """`job_runs_reap` for one run (`job` is updated when it was marked)."""
+    return job.pk in job_runs_reap([job])

@@ -7,6 +7,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from operations.dispatch import job_start
+from operations.jobs import job_runs_reap
 from operations.models import BackupCheck, BackupRecord, JobRun
 from tenants.access import platform_admin_required
 
@@ -16,9 +17,9 @@ from tenants.access import platform_admin_required
 def backups_page(request) -> HttpResponse:
     records = list(BackupRecord.objects.order_by("-started_at")[:30])
     checks = list(BackupCheck.objects.select_related("backup").order_by("-checked_at")[:10])
-    running = JobRun.objects.filter(
-        kind=JobRun.Kind.BACKUP, status__in=["queued", "running"]
-    ).first()
+    active = list(JobRun.objects.filter(kind=JobRun.Kind.BACKUP, status__in=JobRun.ACTIVE))
+    job_runs_reap(active)  # a backup whose worker died is not shown as running
+    running = next((j for j in active if j.is_active), None)
     return render(
         request,
         "operations/backups.html",

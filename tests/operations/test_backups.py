@@ -261,3 +261,20 @@ def test_the_scheduled_backup_is_recorded_as_a_job_run(backup_dir):
     job = JobRun.objects.get()
     assert job.requested_by == "schedule" and job.status == "succeeded"
     assert result["file"] == BackupRecord.objects.get().file_name
+
+
+@pytest.mark.django_db
+def test_the_backups_page_does_not_show_a_dead_backup_as_running(backup_dir):
+    from django.test import Client
+
+    from operations.models import JobRun
+    from tests.factories import PASSWORD, make_user
+
+    client = Client(HTTP_HOST="localhost")
+    assert client.login(username=make_user("bk-admin", superuser=True).username, password=PASSWORD)
+    dead = JobRun.objects.create(
+        kind="backup", status="running", started_at=timezone.now(), heartbeat_at=timezone.now()
+    )
+    html = client.get("/backups/").content.decode()
+    assert f'id="jobrun-{dead.id}"' not in html and 'hx-get="/jobs/' not in html
+    assert JobRun.objects.get(pk=dead.pk).status == "interrupted"
