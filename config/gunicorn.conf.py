@@ -37,8 +37,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 # On TERM (or HUP), requests in progress get this long to finish before their worker is killed.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
 keepalive = 5
-# Access and error logs on stdout/stderr (systemd's journal, the platform's log stream).
-accesslog = "-"
+# Access and error logs on stdout/stderr (systemd's journal, the platform's log stream);
+# GUNICORN_ACCESS_LOG=off when the proxy logs requests already (or for a benchmark).
+accesslog = None if os.environ.get("GUNICORN_ACCESS_LOG", "-") in ("", "off") else "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms host=%({host}i)s'
