@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, connections
@@ -26,12 +26,10 @@ from tenants.models import ApiKey, Domain, Organization
 # Ranks order the steps as the README does; the search_path goes to the first tenant row.
 HEADER, HOST_SLUG, HOST_DOMAIN, KEY, DEFAULT = 1, 2, 3, 4, 5
 
-_ORG_FIELDS = [f for f in Organization._meta.concrete_fields]
+_ORG_FIELDS = list(Organization._meta.concrete_fields)
 _ORG_COLUMNS = ", ".join(f"o.{connection.ops.quote_name(f.column)}" for f in _ORG_FIELDS)
 _KEY_COLUMNS = "k.id, k.key_hash, k.revoked_at, k.last_used_at, k.label"
-_NO_KEY = (
-    "NULL::bigint, NULL::varchar, NULL::timestamptz, NULL::timestamptz, NULL::varchar"
-)
+_NO_KEY = "NULL::bigint, NULL::varchar, NULL::timestamptz, NULL::timestamptz, NULL::varchar"
 
 
 def routing_cache_invalidate() -> None:
@@ -66,7 +64,7 @@ class RoutingRows:
     key_org: Organization | None = None
     default: Organization | None = None
     # Schema the query set search_path to ("" for public alone); None when no query ran.
-    search_path_schema: str | None = field(default=None)
+    search_path_schema: str | None = None
 
 
 def _table(model) -> str:
@@ -136,7 +134,8 @@ def routing_rows(
         "FROM (VALUES (1)) AS one (x) LEFT JOIN cand ON true ORDER BY cand.rank"
     )
     # Django's cursor (so the query is logged and counted) minus django-tenants' SET search_path.
-    with PlainPostgresWrapper._cursor(connections["default"]) as cursor:
+    db = connections["default"]
+    with PlainPostgresWrapper._cursor(db) as cursor:
         cursor.execute(sql, [*params, public, public])
         fetched = cursor.fetchall()
 
@@ -147,7 +146,7 @@ def routing_rows(
         rank = row[2]
         if rank is None:
             continue
-        org = Organization.from_db("default", names, row[3 : 3 + n_org])
+        org = Organization.from_db(db.alias, names, row[3 : 3 + n_org])
         key_id, key_hash, revoked_at, last_used_at, label = row[3 + n_org :]
         if rank == HEADER:
             rows.header = org

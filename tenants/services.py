@@ -61,7 +61,9 @@ def _check_schema_name_free(schema_name: str) -> None:
     catalog (another tool's, or one left behind) can never become an organisation's: migrating
     "into" them would find tables missing or clash with the system's."""
     if schema_name.startswith("pg_") or schema_name in RESERVED_SCHEMAS:
-        raise ValidationError(f"Schema '{schema_name}' is reserved by PostgreSQL; choose another slug.")
+        raise ValidationError(
+            f"Schema '{schema_name}' is reserved by PostgreSQL; choose another slug."
+        )
     if _schema_exists(schema_name):
         raise ValidationError(
             f"A schema '{schema_name}' already exists in the database; choose another slug."

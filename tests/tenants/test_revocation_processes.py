@@ -70,9 +70,7 @@ def test_it_refuses_a_deactivated_organisation_on_the_next_request_of_every_proc
     warm(servers, issued.raw_key)  # and back, as promptly
 
 
-def test_it_refuses_a_removed_domain_on_the_next_request_of_every_process(
-    servers, acme_committed
-):
+def test_it_refuses_a_removed_domain_on_the_next_request_of_every_process(servers, acme_committed):
     acme, issued = acme_committed
     Domain.objects.create(domain="stock.localhost", tenant=acme, is_primary=False)
     warm(servers, issued.raw_key, host="stock.localhost")

@@ -18,7 +18,8 @@ def get(host, key):
 
 
 @pytest.mark.parametrize(
-    "host", ["globex.localhost.", "GLOBEX.localhost", "globex.localhost.:8000", "www.globex.localhost"]
+    "host",
+    ["globex.localhost.", "GLOBEX.localhost", "globex.localhost.:8000", "www.globex.localhost"],
 )
 def test_it_routes_a_normalised_host_to_its_organisation(host, acme_key, globex_key):
     assert_error(get(host, acme_key), 403, "key_wrong_organization")
@@ -26,7 +27,9 @@ def test_it_routes_a_normalised_host_to_its_organisation(host, acme_key, globex_
     assert response.status_code == 200 and response.json()["organization"] == "globex"
 
 
-@pytest.mark.parametrize("host", ["x.globex.localhost", "a.b.globex.localhost.", "x.acme.localhost"])
+@pytest.mark.parametrize(
+    "host", ["x.globex.localhost", "a.b.globex.localhost.", "x.acme.localhost"]
+)
 def test_it_refuses_a_deeper_subdomain_with_404(host, acme_key):
     message = assert_error(get(host, acme_key), 404, "unknown_organization")
     assert host.rstrip(".") in message
@@ -51,9 +54,7 @@ def test_it_routes_the_slug_subdomain_whatever_the_domain_rows_say(acme, acme_ke
     PUBLIC_DOMAIN="inventory.example.com",
     ALLOWED_HOSTS=[".inventory.example.com", ".localhost", "custom.example.org"],
 )
-def test_it_keeps_routing_every_organisation_after_a_base_domain_change(
-    acme, acme_key, globex_key
-):
+def test_it_keeps_routing_every_organisation_after_a_base_domain_change(acme, acme_key, globex_key):
     # The Domain rows still say acme.localhost; the new base needs no migration of them.
     response = get("acme.inventory.example.com", acme_key)
     assert response.status_code == 200 and response.json()["organization"] == "acme"

@@ -2,10 +2,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from tenants.models import Organization
+from tenants.services import organization_domain_for
 
 
 class Command(BaseCommand):
-    help = "List organisations: slug, id, schema, domains, active."
+    help = "List organisations: slug, id, schema, active, the hosts they answer on."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -22,7 +23,9 @@ class Command(BaseCommand):
             if ids:
                 self.stdout.write(f"{org.slug} {org.id}")
                 continue
-            domains = ", ".join(d.domain for d in org.domains.all())
+            # <slug>.<BASE_DOMAIN> routes whatever the Domain rows say; custom rows follow it.
+            hosts = [organization_domain_for(org.slug), *(d.domain for d in org.domains.all())]
+            domains = ", ".join(dict.fromkeys(hosts))
             state = "active" if org.is_active else "INACTIVE"
             self.stdout.write(
                 f"{org.slug:<16} {org.id}  schema={org.schema_name}  {state}  {domains}"
