@@ -38,7 +38,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, threads: int = 1):
         self.port = free_port()
         self.log = open(log_dir / f"gunicorn-{self.port}.log", "w+b")  # noqa: SIM115
         env = {
@@ -53,7 +53,8 @@ class Server:
         env.pop("REDIS_URL", None)  # the default configuration: a LocMemCache per process
         env.pop("DJANGO_SETTINGS_MODULE", None)
         self.proc = subprocess.Popen(
-            [str(GUNICORN), "config.wsgi", "-w", "1", "-b", f"127.0.0.1:{self.port}"],
+            [str(GUNICORN), "config.wsgi", "-w", "1", "--threads", str(threads)]
+            + ["-b", f"127.0.0.1:{self.port}"],
             cwd=ROOT,
             env=env,
             stdout=self.log,

@@ -76,3 +76,43 @@ def test_it_refuses_a_removed_domain_on_the_next_request_of_every_process(server
     warm(servers, issued.raw_key, host="stock.localhost")
     Domain.objects.filter(domain="stock.localhost").delete()
     refused_everywhere(servers, issued.raw_key, 404, "unknown_organization", "stock.localhost")
+
+
+def test_it_serves_each_key_its_own_schema_on_pooled_threads(committed, tmp_path):
+    """Routing sets the search_path in its own query and django-tenants trusts it: under threads
+    sharing a connection pool, every response still comes from the key's own schema."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django_tenants.utils import schema_context
+
+    from inventory.models import Item
+
+    keys = {}
+    for slug in ("acme", "globex"):
+        with schema_context(slug):
+            Item.objects.create(sku=f"H4-{slug.upper()}-ONLY", name=slug, unit="g")
+        org = Organization.objects.get(slug=slug)
+        keys[slug] = api_key_issue(organization=org, label="h4 threads")
+    server = Server(tmp_path, threads=4)
+    try:
+        server.wait_ready()
+
+        def client(n: int) -> list[str]:
+            wrong = []
+            for i in range(24):
+                slug = ("acme", "globex")[(n + i) % 2]
+                host = ("localhost", f"{slug}.localhost")[i % 3 == 0]
+                status, body = server.get(
+                    f"{ITEMS}?search=H4-", host=host, **{"X-Api-Key": keys[slug].raw_key}
+                )
+                skus = {row["sku"] for row in body["results"]} if status == 200 else status
+                if skus != {f"H4-{slug.upper()}-ONLY"} or body["organization"] != slug:
+                    wrong.append(f"{slug} via {host}: {skus} {body}")
+            return wrong
+
+        with ThreadPoolExecutor(8) as pool:
+            wrong = [w for result in pool.map(client, range(8)) for w in result]
+        assert wrong == [], wrong[:5]
+    finally:
+        server.stop()
+        ApiKey.objects.filter(pk__in=[k.api_key.pk for k in keys.values()]).delete()
