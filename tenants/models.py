@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django_tenants.models import DomainMixin, TenantMixin
@@ -39,6 +40,17 @@ class Organization(TenantMixin):
     @property
     def is_public(self) -> bool:
         return self.schema_name == settings.PUBLIC_SCHEMA_NAME
+
+    def clean(self) -> None:
+        # The admin's add form validates here, so a reserved slug is a form error there too.
+        super().clean()
+        if self._state.adding and self.slug:
+            from tenants.services import organization_slug_check
+
+            try:
+                organization_slug_check(self.slug)
+            except ValidationError as err:
+                raise ValidationError({"slug": err.messages}) from None
 
 
 class Domain(DomainMixin):

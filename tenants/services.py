@@ -70,6 +70,14 @@ def _check_schema_name_free(schema_name: str) -> None:
         )
 
 
+def organization_slug_check(slug: str) -> None:
+    """Refuse a slug a new organisation cannot have (form, reserved word, or its schema)."""
+    slug_validator(slug)
+    if slug in RESERVED_SLUGS:
+        raise ValidationError(f"'{slug}' is reserved; choose another slug.")
+    _check_schema_name_free(organization_schema_name(slug))
+
+
 def organization_create(
     *, slug: str, name: str, is_active: bool = True
 ) -> tuple[Organization, bool]:
@@ -91,7 +99,7 @@ def organization_create(
         org = Organization.objects.filter(slug=slug).first()
         created = org is None
         if created:
-            _check_schema_name_free(schema_name)
+            organization_slug_check(slug)
             # Saving runs CREATE SCHEMA and every tenant migration (auto_create_schema), here
             # inside our transaction (PostgreSQL DDL is transactional).
             org = Organization(

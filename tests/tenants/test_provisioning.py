@@ -130,3 +130,11 @@ def test_it_leaves_nothing_when_creating_the_schema_fails(db, monkeypatch):
         cursor.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'halfway'")
         assert cursor.fetchone()[0] == 0
     assert connection.schema_name == "public"
+
+
+@pytest.mark.parametrize("slug", ["pg-toast", "information-schema", "www"])
+def test_the_model_form_check_refuses_a_reserved_slug_on_the_slug_field(db, slug):
+    # The admin's add form runs full_clean: the refusal is a field error, not a 500 at save.
+    with pytest.raises(ValidationError) as refused:
+        Organization(slug=slug, name="System", schema_name="").full_clean(exclude=["schema_name"])
+    assert list(refused.value.message_dict) == ["slug"]
