@@ -142,7 +142,9 @@ def test_an_owner_creates_a_key_shown_once_and_revokes_it(e2e, login):
     wait_until(lambda: page.get_by_role("button", name="Copied").count() == 1)
     page.goto(f"{e2e['url']}/orgs/acme/api-keys/")
     assert raw not in page.content()  # shown once only
-    page.get_by_role("button", name=f"Revoke key {raw.split('_')[1]}").click()
+    # Revoking is a link to a confirmation step, then the confirming button.
+    page.get_by_role("link", name=f"Revoke key {raw.split('_')[1]}").click()
+    page.get_by_role("button", name="Yes, revoke this key").click()
     page.wait_for_selector("text=revoked")
 
 
