@@ -34,7 +34,8 @@ import zlib
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -108,48 +109,62 @@ def job_run_create(
 # --- executing ------------------------------------------------------------------------------------
 
 
-def _lock_try(key: int) -> bool:
-    with connection.cursor() as cur:
-        cur.execute("SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, key])
-        return bool(cur.fetchone()[0])
-
-
-def _lock_release(key: int) -> None:
-    try:
-        with connection.cursor() as cur:
-            cur.execute("SELECT pg_advisory_unlock(%s, %s)", [LOCK_NAMESPACE, key])
-    except Exception:  # a broken session has lost the lock already
-        log.warning("could not release job lock %s", key, exc_info=True)
-
-
 def _update(job_id: int, **fields) -> int:
     # Written on the public table by name; safe whatever schema the job is working in.
     return JobRun.objects.filter(pk=job_id).update(**fields)
 
 
-class _Heartbeat(threading.Thread):
-    """Touches the run's heartbeat from its own connection while the job works (also through
-    steps that report no progress, such as pg_dump)."""
+class _RunGuard(threading.Thread):
+    """Holds the run's advisory lock on a database session of its own, and beats on it every
+    JOB_HEARTBEAT_SECONDS (also through steps that report no progress, such as pg_dump).
 
-    def __init__(self, job_id: int):
-        super().__init__(name=f"job-{job_id}-heartbeat", daemon=True)
-        self.job_id = job_id
+    Its own session, not the job's: the job's may be closed in the middle of the job
+    (django-tenants closes it after migrate_schemas), handed back to a pool, or inside a
+    transaction. This one lives exactly as long as the run in this process, and dies with it."""
+
+    def __init__(self, job: JobRun):
+        super().__init__(name=f"job-{job.pk}-guard", daemon=True)
+        self.job_id = job.pk
+        self.key = _lock_key(job.kind, job.schema_name)
         self.done = threading.Event()
+        self.conn = None
+        table = JobRun._meta.db_table
+        self.beat_sql = (
+            f'UPDATE "{settings.PUBLIC_SCHEMA_NAME}"."{table}" SET heartbeat_at = now() '
+            "WHERE id = %s AND status = 'running'"
+        )
+
+    def acquire(self) -> bool:
+        import psycopg
+
+        params = connection.get_connection_params()
+        for django_only in ("cursor_factory", "context"):
+            params.pop(django_only, None)
+        self.conn = psycopg.connect(**params, autocommit=True)
+        got = self.conn.execute(
+            "SELECT pg_try_advisory_lock(%s, %s)", [LOCK_NAMESPACE, self.key]
+        ).fetchone()[0]
+        if not got:
+            self.release()
+        return bool(got)
 
     def run(self) -> None:
-        try:
-            while not self.done.wait(heartbeat_seconds()):
-                try:
-                    JobRun.objects.filter(pk=self.job_id, status=JobRun.Status.RUNNING).update(
-                        heartbeat_at=timezone.now()
-                    )
-                except Exception:
-                    log.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
-        finally:
-            connections.close_all()  # this thread's connections only
+        while not self.done.wait(heartbeat_seconds()):
+            try:
+                self.conn.execute(self.beat_sql, [self.job_id])
+            except Exception:  # the session is gone, and the lock with it: the reaper will see
+                log.warning("heartbeat of job %s failed", self.job_id, exc_info=True)
 
-    def stop(self) -> None:
+    def release(self) -> None:
         self.done.set()
+        if self.is_alive():
+            self.join(timeout=30)
+        if self.conn is not None:
+            try:
+                self.conn.close()  # ends the session, which releases the lock
+            except Exception:
+                log.warning("closing the lock session of job %s failed", self.job_id)
+            self.conn = None
 
 
 def _test_delay() -> None:
@@ -164,8 +179,8 @@ def job_run_execute(job_id: int, work: Callable[[Callable[[int, int, str], None]
     re-raised. A run that is no longer queued (finished, interrupted, or running elsewhere) is
     left alone and returned as it is."""
     job = JobRun.objects.get(pk=job_id)
-    key = _lock_key(job.kind, job.schema_name)
-    if not _lock_try(key):
+    guard = _RunGuard(job)
+    if not guard.acquire():
         # A live session holds this kind and schema: a run given up on that is still working,
         # or this very run handed out twice. Never run beside it.
         if job.status == JobRun.Status.QUEUED:
@@ -181,11 +196,10 @@ def job_run_execute(job_id: int, work: Callable[[Callable[[int, int, str], None]
         log.warning("job %s not run: its lock is held by another session", job_id)
         return JobRun.objects.get(pk=job_id)
     try:
-        now = timezone.now()
         started = JobRun.objects.filter(pk=job_id, status=JobRun.Status.QUEUED).update(
             status=JobRun.Status.RUNNING,
-            started_at=now,
-            heartbeat_at=now,
+            started_at=timezone.now(),
+            heartbeat_at=Now(),
             worker=_worker_name(),
             error="",
             message="started",
@@ -197,22 +211,21 @@ def job_run_execute(job_id: int, work: Callable[[Callable[[int, int, str], None]
                 _interrupt(job, _reason_gone(job))
             log.warning("job %s is %s, not queued: not running it", job_id, job.status)
             return JobRun.objects.get(pk=job_id)
+        # Inside an outer transaction (tests running tasks inline) the row is invisible to the
+        # guard's session, so beating would update nothing.
+        if not connection.in_atomic_block:
+            guard.start()
         return _execute(job_id, work)
     finally:
-        _lock_release(key)
+        guard.release()
 
 
 def _execute(job_id: int, work) -> JobRun:
     def progress(done: int, total: int, message: str = "") -> None:
         JobRun.objects.filter(pk=job_id, status=JobRun.Status.RUNNING).update(
-            done=done, total=total, message=message[:500], heartbeat_at=timezone.now()
+            done=done, total=total, message=message[:500], heartbeat_at=Now()
         )
 
-    # Inside an outer transaction (tests running tasks inline) the row is invisible to other
-    # sessions, so a beating thread would update nothing.
-    beat = None if connection.in_atomic_block else _Heartbeat(job_id)
-    if beat:
-        beat.start()
     try:
         _test_delay()
         result = work(progress) or {}
@@ -233,9 +246,6 @@ def _execute(job_id: int, work) -> JobRun:
                 f"Stopped ({type(err).__name__}) before it finished.",
             )
         raise
-    finally:
-        if beat:
-            beat.stop()
     # The outcome is written whatever the status says now: if the run was given up on while it
     # was in fact alive (a lapsed heartbeat), the truth replaces "interrupted".
     _update(
@@ -358,7 +368,9 @@ def job_runs_reap(jobs: list[JobRun] | None = None) -> list[int]:
         queued_ids = (
             _queued_task_ids() if any(j.status == JobRun.Status.QUEUED for j in jobs) else None
         )
-        now = timezone.now()
+        with connection.cursor() as cur:  # the clock heartbeats are written with
+            cur.execute("SELECT clock_timestamp()")
+            now = cur.fetchone()[0]
         reaped, task_ids = [], set()
         for job in jobs:
             reason = _verdict(job, held, queued_ids, now)

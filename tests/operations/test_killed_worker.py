@@ -240,6 +240,22 @@ def test_the_heartbeat_beats_while_a_job_works(queue_cleanup, settings):
     assert seen[1] > seen[0]
 
 
+def test_a_job_that_closes_its_connection_is_not_taken_for_dead(queue_cleanup):
+    """django-tenants closes the connection after migrate_schemas: the run keeps its lock."""
+    from operations.jobs import job_run_create, job_run_execute, job_runs_reap
+
+    job = job_run_create(kind="migrate", schema_name="acme")
+    seen = {}
+
+    def work(progress):
+        connection.close()
+        seen["reaped"] = job_runs_reap()
+        return {}
+
+    run = job_run_execute(job.id, work)
+    assert seen["reaped"] == [] and run.status == "succeeded"
+
+
 # --- make run ----------------------------------------------------------------------------------
 
 
