@@ -7,12 +7,13 @@ their own autocommit statements, so a page sees them while the job's own transac
 Surviving killed processes:
 
 - While a run executes, its process holds a session-level PostgreSQL advisory lock named after the
-  run's kind and schema. The server drops the lock when that session ends, and a killed process's
-  session ends with it (SIGKILL included: the kernel closes the socket). So a run that says
-  "running" while nobody holds its lock lost its worker: `job_runs_reap` marks it `interrupted`.
-  It does the same when the run's heartbeat (a thread touching `heartbeat_at` every
-  JOB_HEARTBEAT_SECONDS, and every progress call) is older than JOB_STALE_SECONDS: a process
-  still connected but not working, or one the server has not noticed is gone.
+  run's kind and schema, on a database session of the run's own (`_RunGuard`). The server drops
+  the lock when that session ends, and a killed process's session ends with it (SIGKILL included:
+  the kernel closes the socket). So a run that says "running" while nobody holds its lock lost
+  its worker: `job_runs_reap` marks it `interrupted`. It does the same when the run's heartbeat
+  (the guard touching `heartbeat_at` every JOB_HEARTBEAT_SECONDS, and every progress call) is
+  older than JOB_STALE_SECONDS: a process still connected but not working, or one the server has
+  not noticed is gone.
 - The reaper runs whenever a worker process starts (a restarted cluster, or django-q2 replacing a
   dead worker), every minute with the worker heartbeat, and when a page polls the run.
 - A partial unique index allows one queued or running run per kind and schema, whichever door
