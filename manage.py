@@ -14,6 +14,13 @@ def main() -> None:
     # django-q2 cluster forks, and a pool must not cross a fork (config/settings.py, "Database").
     if command == "runserver":
         os.environ.setdefault("DB_POOL", "true")
+        # Django's dev server listens with a backlog of 10: 32 clients connecting at once had
+        # some connections reset by the kernel (2-4 of 288 requests). The system's maximum instead.
+        import socket
+
+        from django.core.servers import basehttp
+
+        basehttp.WSGIServer.request_queue_size = socket.SOMAXCONN
     elif command == "qcluster":
         os.environ["DB_POOL"] = "false"
     os.environ.setdefault("DB_APPLICATION_NAME", f"inventory {command}".strip())

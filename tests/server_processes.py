@@ -5,6 +5,7 @@ and stop them with their children. Data the servers must see is committed (`seed
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from urllib.parse import quote
@@ -127,8 +129,10 @@ def request(port, method, path, *, headers=None, body=None, timeout=60):
 
 def hammer(port: int, calls: list[dict], *, clients: int = 32, rounds: int = 4) -> Counter:
     """`clients` threads each send every call `rounds` times, all at once. A call is
-    {path, headers, expect: bytes that must be in the body, refuse: bytes that must not}.
-    Returns a Counter of outcomes: "ok", or "<status>: <first bytes>" / "wrong body" / errors."""
+    {name, path, headers, expect: bytes that must be in the body, refuse: bytes that must not},
+    optionally with a JSON `body` (then a POST with a fresh Idempotency-Key) and the `status`
+    expected (200). Returns a Counter of outcomes: "ok", or "<status>: <first bytes>" /
+    "wrong body" / errors."""
     outcomes: Counter = Counter()
     lock = threading.Lock()
     start = threading.Barrier(clients)
@@ -138,16 +142,26 @@ def hammer(port: int, calls: list[dict], *, clients: int = 32, rounds: int = 4) 
         for r in range(rounds):
             for k in range(len(calls)):
                 call = calls[(n + r + k) % len(calls)]
+                method, headers, payload = "GET", call["headers"], None
+                if "body" in call:
+                    method, payload = "POST", json.dumps(call["body"])
+                    headers = {
+                        **headers,
+                        "Content-Type": "application/json",
+                        "Idempotency-Key": f"load-{n}-{r}-{k}-{uuid.uuid4().hex}",
+                    }
                 try:
-                    status, _, body = request(port, "GET", call["path"], headers=call["headers"])
-                    if status != 200:
-                        outcome = f"{status}: {body[:120]!r}"
+                    status, _, body = request(
+                        port, method, call["path"], headers=headers, body=payload
+                    )
+                    if status != call.get("status", 200):
+                        outcome = f"{call['name']}: {status}: {body[:120]!r}"
                     elif call["expect"] not in body or call["refuse"] in body:
                         outcome = f"wrong body for {call['name']}: {body[:120]!r}"
                     else:
                         outcome = "ok"
                 except Exception as err:  # a refused or reset connection is an error too
-                    outcome = f"{type(err).__name__}: {err}"
+                    outcome = f"{call['name']}: {type(err).__name__}: {err}"
                 with lock:
                     outcomes[outcome] += 1
 

@@ -9,8 +9,10 @@ import os
 import signal
 import subprocess
 import textwrap
+from decimal import Decimal
 
 import pytest
+from django.db import connection
 
 from tests.server_processes import (
     PRODUCTION,
@@ -65,6 +67,36 @@ def static_root(tmp_path_factory):
     return str(root)
 
 
+def _load(tenants, extra_headers=None) -> list[dict]:
+    """The keyed reads, and a posting to acme (one receipt of 1, a fresh idempotency key each)."""
+    post = {
+        "name": "post",
+        "path": "/api/ledger",
+        "headers": {"X-Api-Key": tenants["acme"]["key"], **(extra_headers or {})},
+        "body": {
+            "entries": [
+                {"item": "ACME-0000", "location": "ACME-LOC-0", "qty": "1", "kind": "receipt"}
+            ]
+        },
+        "status": 201,
+        "expect": b"ACME-0000",
+        "refuse": b"GLOBEX-",
+    }
+    return [*_keyed_reads(tenants, extra_headers), post]
+
+
+def _acme_on_hand(django_db_blocker) -> tuple[Decimal, Decimal]:
+    """(balance, ledger sum) of the key the load posts to, from this process."""
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT COALESCE(sum(b.qty_canonical), 0) FROM acme.inventory_balances b"
+            "          JOIN acme.inventory_items i ON i.id = b.item_id WHERE i.sku = 'ACME-0000'),"
+            "       (SELECT COALESCE(sum(l.qty_canonical), 0) FROM acme.inventory_ledger l"
+            "          JOIN acme.inventory_items i ON i.id = l.item_id WHERE i.sku = 'ACME-0000')"
+        )
+        return cursor.fetchone()
+
+
 def _gunicorn(port: int, **env) -> Server:
     return Server(
         [PY, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"],
@@ -73,32 +105,45 @@ def _gunicorn(port: int, **env) -> Server:
     )
 
 
-def test_it_serves_32_concurrent_clients_from_make_runs_development_server(tenants):
-    port = free_port()
-    # What `make run` starts: scripts/run_dev.py, i.e. runserver (with its reloader) and qcluster.
-    server = Server([PY, "scripts/run_dev.py"], server_env(DEBUG="true", PORT=str(port)), port)
-    try:
-        server.wait_ready()
-        outcomes = hammer(port, _keyed_reads(tenants), clients=CLIENTS, rounds=3)
-        held = backends()
-    finally:
-        server.stop(signal.SIGTERM)
-    assert outcomes == {"ok": CLIENTS * 3 * 2}, server.text
+def test_it_serves_32_concurrent_clients_from_make_runs_development_server(
+    tenants, django_db_blocker
+):
+    for _attempt in range(3):
+        port = free_port()
+        before = _acme_on_hand(django_db_blocker)[0]
+        # What `make run` starts: scripts/run_dev.py, i.e. runserver (its reloader on) and qcluster.
+        server = Server([PY, "scripts/run_dev.py"], server_env(DEBUG="true", PORT=str(port)), port)
+        try:
+            server.wait_ready()
+            outcomes = hammer(port, _load(tenants), clients=CLIENTS, rounds=3)
+            held = backends()
+        finally:
+            server.stop(signal.SIGTERM)
+        # A file of the checkout edited meanwhile (by someone else) restarts runserver, and the
+        # requests of that moment are refused: not what this measures, so run again.
+        if "changed, reloading" not in server.text:
+            break
+    assert outcomes == {"ok": CLIENTS * 3 * 3}, server.text
     # runserver's pool (DB_POOL_MAX_SIZE, 4 by default), whatever the number of request threads.
     assert 1 <= held["inventory runserver"] <= 4, held
+    balance, ledger = _acme_on_hand(django_db_blocker)
+    assert balance == ledger == before + CLIENTS * 3
 
 
-def test_it_serves_32_concurrent_clients_from_gunicorn(tenants):
+def test_it_serves_32_concurrent_clients_from_gunicorn(tenants, django_db_blocker):
     port = free_port()
+    before = _acme_on_hand(django_db_blocker)[0]
     server = _gunicorn(port, WEB_CONCURRENCY="2")
     try:
         server.wait_ready()
-        outcomes = hammer(port, _keyed_reads(tenants, HTTPS), clients=CLIENTS, rounds=3)
+        outcomes = hammer(port, _load(tenants, HTTPS), clients=CLIENTS, rounds=3)
         held = backends()
     finally:
         assert server.stop(signal.SIGTERM) == 0, server.text
-    assert outcomes == {"ok": CLIENTS * 3 * 2}, server.text
+    assert outcomes == {"ok": CLIENTS * 3 * 3}, server.text
     assert 1 <= held["inventory web"] <= 2, held  # 2 sync workers x a pool of 1
+    balance, ledger = _acme_on_hand(django_db_blocker)
+    assert balance == ledger == before + CLIENTS * 3
 
 
 @pytest.fixture
