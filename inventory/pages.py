@@ -15,7 +15,10 @@ from django_tenants.utils import schema_context
 
 from inventory.models import Balance, Item, LedgerEntry, Location, Lot
 from inventory.selectors import BalanceFilters, balances_queryset, fmt_qty
-from tenants.access import OWNER_ROLES, org_or_404, page_login_required
+from tenants.access import OWNER_ROLES, SUPPORT_ROLES, org_or_404, page_login_required
+
+# Support reviews discrepancies, which link to the item: it may read an item's page, not browse.
+ITEM_ROLES = tuple(dict.fromkeys(OWNER_ROLES + SUPPORT_ROLES))
 
 PAGE_SIZE = 50
 HISTORY_PAGE = 50
@@ -152,7 +155,7 @@ def balances_csv(request, slug: str) -> StreamingHttpResponse:
 @page_login_required
 @require_GET
 def item_page(request, slug: str, item_id: int) -> HttpResponse:
-    org = org_or_404(request.user, slug, OWNER_ROLES)
+    org = org_or_404(request.user, slug, ITEM_ROLES)
     before = request.GET.get("before")
     with schema_context(org.schema_name):
         item = Item.objects.filter(pk=item_id).first()

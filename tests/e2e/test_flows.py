@@ -59,7 +59,7 @@ def test_a_support_user_approves_one_discrepancy_and_dismisses_another(e2e, logi
     shot(page, "reconciliation")
     first_id, second_id = (rows.nth(i).get_attribute("data-id") for i in range(2))
 
-    rows.nth(0).get_by_role("link").click()
+    rows.nth(0).locator("a[href^='/reconciliation/']").click()  # the row also links its item
     page.wait_for_selector("#entries")
     shot(page, "discrepancy")
     page.get_by_label("Note (optional)").fill("recount done")

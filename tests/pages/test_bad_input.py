@@ -15,11 +15,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.mark.parametrize("value", ["NaN", "sNaN", "Infinity", "-Infinity"])
 def test_the_queue_reports_a_size_it_cannot_filter_by(value, as_admin, acme):
-    """Decimal() accepts these, but they are no size: the page must say so, as it does for "abc"
-    (today the queryset fails with a ValidationError when it is evaluated: a 500)."""
+    """Decimal() accepts these, but they are no size: the page must say so with a 400, as it does
+    for "abc" (once the queryset failed with a ValidationError when it was evaluated: a 500)."""
     open_discrepancies("acme", 1, prefix="N")
     response = as_admin.get(f"/reconciliation/?min={value}")
-    assert response.status_code == 200
+    assert response.status_code == 400
     assert 'class="error" role="alert"' in text(response)
 
 
