@@ -30,7 +30,7 @@ DEFAULTS = {
     "lot_every": (5, 5),
     "lots_per_item": (2, 2),
     "seed": (42, 42),
-    "api_seconds": (10.0, 3.0),
+    "api_seconds": (12.0, 3.0),
     "api_connections": (16, 16),
 }
 HELP = {
@@ -47,7 +47,7 @@ HELP = {
     "lot_every": "every n-th item is lot-tracked (0: no lots)",
     "lots_per_item": "lots of a lot-tracked item",
     "seed": "random seed",
-    "api_seconds": "seconds of load per API case (after 2 s of warm-up)",
+    "api_seconds": "seconds of load per API case, split over 3 rounds (after 2 s of warm-up)",
     "api_connections": "concurrent connections per API case (the hot-key case uses 8)",
 }
 

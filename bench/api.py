@@ -45,6 +45,7 @@ SCHEMA = "bench_api"
 SLUG = "bench-api"
 ITEMS, LOCATIONS, LEDGER_ROWS = 300, 20, 100_000
 LOG = db.BASE_DIR / "var" / "bench" / "api-server.log"
+ROUNDS = 3
 JSON_PATH = db.BASE_DIR / "var" / "bench" / "api.json"
 
 
@@ -91,7 +92,9 @@ def prepare(url: str, secret: str, log) -> tuple[str, dict]:
         conn.execute("VACUUM ANALYZE inventory_balances")
         skus = [r[0] for r in conn.execute("SELECT sku FROM inventory_items ORDER BY sku")]
         codes = [r[0] for r in conn.execute("SELECT code FROM inventory_locations ORDER BY code")]
-    log(f"api: {SCHEMA} has {len(skus)} items x {len(codes)} locations, {LEDGER_ROWS:,} ledger rows")
+    log(
+        f"api: {SCHEMA} has {len(skus)} items x {len(codes)} locations, {LEDGER_ROWS:,} ledger rows"
+    )
     return key, {"skus": skus, "codes": codes}
 
 
@@ -115,12 +118,15 @@ class Server:
             "SECURE_SSL_REDIRECT": "false",  # no TLS proxy in front of the bench
             "HEALTH_REQUIRE_WORKER": "false",  # no django-q2 worker runs for the bench
             "LOG_LEVEL": "WARNING",
+            "GUNICORN_ACCESS_LOG": "off",  # a line per request would be measured too
         }
         for name in ("DJANGO_SETTINGS_MODULE", "REDIS_URL", "DB_POOL", "DB_POOL_MAX_SIZE"):
             env.pop(name, None)
         conf = db.BASE_DIR / "config" / "gunicorn.conf.py"
         command = [str(Path(sys.executable).with_name("gunicorn"))]
-        command += ["-c", str(conf)] if conf.exists() else ["-w", str(2 * (os.cpu_count() or 1) + 1)]
+        command += (
+            ["-c", str(conf)] if conf.exists() else ["-w", str(2 * (os.cpu_count() or 1) + 1)]
+        )
         command += ["config.wsgi"]
         self.proc = subprocess.Popen(
             command,
@@ -315,7 +321,12 @@ def cases(catalog: dict, connections: int, rng: random.Random) -> list[Case]:
     skus, codes = catalog["skus"], catalog["codes"]
 
     def entry(sku: str, code: str) -> dict:
-        return {"item": sku, "location": code, "qty": f"{rng.randint(1, 9999) / 100}", "kind": "receipt"}
+        return {
+            "item": sku,
+            "location": code,
+            "qty": f"{rng.randint(1, 9999) / 100}",
+            "kind": "receipt",
+        }
 
     balance_paths = [
         f"/api/balances?item={rng.choice(skus)}&location={rng.choice(codes)}&lot=none"
@@ -338,8 +349,18 @@ def cases(catalog: dict, connections: int, rng: random.Random) -> list[Case]:
         Case("balance lookup", c, paths=balance_paths),
         Case("items page (50)", c, paths=item_pages),
         Case("ledger page (50)", c, paths=ledger_pages),
-        Case("POST 1 entry", c, "POST", ["/api/ledger"], one, idempotency=True, entries_per_request=1),
-        Case("POST 100 entries", c, "POST", ["/api/ledger"], batches, idempotency=True, entries_per_request=100),
+        Case(
+            "POST 1 entry", c, "POST", ["/api/ledger"], one, idempotency=True, entries_per_request=1
+        ),
+        Case(
+            "POST 100 entries",
+            c,
+            "POST",
+            ["/api/ledger"],
+            batches,
+            idempotency=True,
+            entries_per_request=100,
+        ),
         Case("hot key, 8 clients", 8, "POST", ["/api/ledger"], hot, entries_per_request=1),
     ]
 
@@ -375,11 +396,34 @@ def run(url: str, *, seconds: float, connections: int, log) -> dict:
         log(f"api: gunicorn on :{server.port} ({server.workers()} workers), load from {tool}")
         run_id = secrets.token_hex(4)
         deadlocks_before = _deadlocks(url)
-        for case in cases(catalog, connections, random.Random(11)):
+        all_cases = cases(catalog, connections, random.Random(11))
+        for case in all_cases:
             drive(server.port, case, key, 2, run_id + "w")  # warm-up: connections, caches
-            log(f"api: {case.name}, {case.connections} connections, {seconds:.0f} s")
-            result = drive(server.port, case, key, seconds, run_id)
-            result |= {"case": case.name, "connections": case.connections}
+        # The cases take turns in ROUNDS short rounds (order reversed every other round), and
+        # each figure is the median over the rounds: load from elsewhere on the machine drifts,
+        # and then hits every case alike instead of skewing the ratios.
+        rounds: dict[str, list[dict]] = {case.name: [] for case in all_cases}
+        for n in range(ROUNDS):
+            log(
+                f"api: round {n + 1} of {ROUNDS}, {len(all_cases)} cases x {seconds / ROUNDS:.0f} s"
+            )
+            for case in all_cases if n % 2 == 0 else all_cases[::-1]:
+                rounds[case.name].append(
+                    drive(server.port, case, key, seconds / ROUNDS, f"{run_id}{n}")
+                )
+        for case in all_cases:
+            runs = rounds[case.name]
+            result = {
+                metric: statistics.median(r[metric] for r in runs)
+                for metric in ("rps", "p50_ms", "p99_ms")
+            }
+            result |= {
+                "requests": sum(r["requests"] for r in runs),
+                "errors": sum(r["errors"] for r in runs),
+                "rounds": runs,
+                "case": case.name,
+                "connections": case.connections,
+            }
             if case.entries_per_request:
                 result["entries_per_s"] = result["rps"] * case.entries_per_request
             results.append(result)
@@ -433,13 +477,15 @@ def table(report: dict) -> str:
 
     def fmt(row):
         return "  ".join(
-            c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
         )
 
     lines = [fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows), ""]
     lines.append(
         f"gunicorn workers: {report['workers']} · load: {report['tool']} · "
-        f"{report['seconds_per_case']:.0f} s per case · deadlocks: {report['deadlocks']} · "
+        f"{report['seconds_per_case']:.0f} s per case in {ROUNDS} rounds (medians) · "
+        f"deadlocks: {report['deadlocks']} · "
         f"balances differing from the ledger: {report['balance_mismatches']}"
     )
     lines += [f"floor {'ok  ' if f['ok'] else 'FAIL'}  {f['floor']}" for f in report["floors"]]

@@ -21,7 +21,8 @@ api = NinjaAPI(
     urls_namespace="api",
     openapi_url="/openapi.json",
     docs_url="/docs",
-    docs=Swagger(settings={"persistAuthorization": False}),
+    # validatorUrl null: swagger-ui would otherwise send the document to validator.swagger.io.
+    docs=Swagger(settings={"persistAuthorization": False, "validatorUrl": None}),
     parser=JsonParser(),
     auth=AUTH,
 )

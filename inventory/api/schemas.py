@@ -275,13 +275,13 @@ class BalanceOut(Out):
     updated_at: datetime
 
     @classmethod
-    def of(cls, b) -> BalanceOut:
+    def of(cls, b) -> BalanceOut:  # b: selectors.BalanceRow
         return cls.model_construct(
-            item=b.item.sku,
-            location=b.location.code,
-            lot=b.lot.code if b.lot_id else None,
-            qty=fmt_qty(b.qty_canonical),
-            unit=b.item.unit,
+            item=b.item,
+            location=b.location,
+            lot=b.lot,
+            qty=fmt_qty(b.qty),
+            unit=b.unit,
             last_ledger_id=b.last_ledger_id,
             updated_at=b.updated_at,
         )

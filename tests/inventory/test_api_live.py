@@ -54,7 +54,7 @@ def _free_port() -> int:
 class LiveApi:
     """gunicorn with production settings, one worker with two threads."""
 
-    def __init__(self, key: str):
+    def __init__(self, key: str, static_root: Path):
         self.key = key
         self.port = _free_port()
         LOG_DIR.mkdir(parents=True, exist_ok=True)
@@ -68,6 +68,7 @@ class LiveApi:
             "ALLOWED_HOSTS": "127.0.0.1,localhost,.localhost",
             "SECURE_SSL_REDIRECT": "false",
             "HEALTH_REQUIRE_WORKER": "false",
+            "STATIC_ROOT": str(static_root),
         }
         for name in ("DJANGO_SETTINGS_MODULE", "REDIS_URL", "TEST_DATABASE_NAME"):
             env.pop(name, None)
@@ -124,8 +125,21 @@ class LiveApi:
         self.log.close()
 
 
+def _collectstatic(static_root: Path) -> None:
+    """Production serves hashed files from a manifest: build it, ninja's swagger-ui included."""
+    env = {**os.environ, "STATIC_ROOT": str(static_root), "DEBUG": "false"}
+    env |= {"SECRET_KEY": LIVE_SECRET, "API_KEY_HMAC_SECRET": LIVE_SECRET}
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=300,
+    )
+
+
 @pytest.fixture(scope="module")
-def live(django_db_setup, django_db_blocker):
+def live(django_db_setup, django_db_blocker, tmp_path_factory):
     from tenants.models import ApiKey, Organization
     from tenants.services import api_key_issue
 
@@ -135,7 +149,9 @@ def live(django_db_setup, django_db_blocker):
             key = api_key_issue(organization=acme, label="live api tests")
         with schema_context("acme"):
             catalog = make_catalog(items=4, locations=2, lots_per_item=1, prefix="LIVE")
-        server = LiveApi(key.raw_key)
+        static_root = tmp_path_factory.mktemp("static")
+        _collectstatic(static_root)
+        server = LiveApi(key.raw_key, static_root)
         try:
             server.wait_ready()
             server.catalog = catalog
@@ -315,3 +331,32 @@ def test_bad_inputs_get_their_exact_status_and_code_and_write_nothing(live):
     assert not problems, "\n".join(map(repr, problems)) + "\n--- server ---\n" + live.output()
     with schema_context("acme"):
         assert _written() == before
+
+
+def test_the_docs_page_renders_in_a_browser_from_our_own_server_only(live):
+    """Swagger UI from ninja's static files (collectstatic, hashed, production settings): every
+    request the page makes goes to our server, and the operations render."""
+    from playwright.sync_api import sync_playwright
+
+    chromium = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+    if not Path(chromium).exists():
+        pytest.skip(f"no browser at {chromium} (make test installs Debian's chromium)")
+    requested, failed = [], []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium, args=["--no-sandbox", "--disable-gpu", "--no-first-run"]
+        )
+        try:
+            page = browser.new_page()
+            page.on("request", lambda r: requested.append(r.url))
+            page.on("requestfailed", lambda r: failed.append(r.url))
+            response = page.goto(f"{live.base}/api/docs", wait_until="networkidle")
+            assert response.status == 200
+            page.wait_for_selector(".opblock", timeout=15_000)
+            assert page.locator(".opblock").count() == 9  # every operation of the document
+        finally:
+            browser.close()
+    outside = [u for u in requested if not u.startswith(live.base + "/")]
+    assert requested and not outside, outside
+    assert not failed, failed
+    assert any(u.endswith(".js") and "/static/ninja/swagger-ui-bundle." in u for u in requested)
