@@ -129,7 +129,12 @@ def check_database(settings, *, web_processes: int = 0) -> str | None:
         raise StartupError(message)
     if not web_processes:
         return None
-    needed, available, arithmetic = connection_budget(settings, web_processes=web_processes)
+    import psycopg
+
+    try:
+        needed, available, arithmetic = connection_budget(settings, web_processes=web_processes)
+    except psycopg.Error as err:  # e.g. a proxy in front that does not pass SHOW through
+        return f"not checked ({_reason(err)})"
     if needed > available:
         raise StartupError(
             f"too many database connections: {arithmetic}. Lower WEB_CONCURRENCY or "
