@@ -4,88 +4,56 @@ streamed CSV export of exactly the filtered view, and an item's page with its le
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import Http404, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django_tenants.utils import schema_context
 
+from inventory.forms import HISTORY_PAGE, SORTS, BalanceFilterForm, BalanceQuery, HistoryForm
 from inventory.models import Balance, Item, LedgerEntry, Location, Lot
-from inventory.selectors import BalanceFilters, balances_queryset, fmt_qty
+from inventory.selectors import balances_queryset, fmt_qty
 from tenants.access import OWNER_ROLES, SUPPORT_ROLES, org_or_404, page_login_required
 
 # Support reviews discrepancies, which link to the item: it may read an item's page, not browse.
 ITEM_ROLES = tuple(dict.fromkeys(OWNER_ROLES + SUPPORT_ROLES))
 
 PAGE_SIZE = 50
-HISTORY_PAGE = 50
-SORTS = {
-    "item": ("item__sku", "location__code", "lot__code"),
-    "-item": ("-item__sku", "location__code", "lot__code"),
-    "location": ("location__code", "item__sku", "lot__code"),
-    "qty": ("qty_canonical", "item__sku", "location__code"),
-    "-qty": ("-qty_canonical", "item__sku", "location__code"),
-    "updated": ("-updated_at", "item__sku"),
-}
 
 
-@dataclass(frozen=True)
-class BalanceQuery:
-    q: str = ""
-    location: str = ""
-    lot: str = ""  # a lot code, "none" for no lot
-    sign: str = ""  # "", "zero", "negative", "positive"
-    sort: str = "item"
+def balance_rows(query: BalanceQuery):
+    qs = balances_queryset(query.filters)
+    if query.q:
+        qs = qs.filter(Q(item__sku__icontains=query.q) | Q(item__name__icontains=query.q))
+    if query.sign == "zero":
+        qs = qs.filter(qty_canonical=0)
+    elif query.sign == "negative":
+        qs = qs.filter(qty_canonical__lt=0)
+    elif query.sign == "positive":
+        qs = qs.filter(qty_canonical__gt=0)
+    return qs.order_by(*SORTS[query.sort])
 
-    @classmethod
-    def from_get(cls, get) -> BalanceQuery:
-        sign = get.get("sign", "")
-        sort = get.get("sort", "item")
-        return cls(
-            get.get("q", "").strip()[:100],
-            get.get("location", "").strip()[:64],
-            get.get("lot", "").strip()[:64],
-            sign if sign in ("zero", "negative", "positive") else "",
-            sort if sort in SORTS else "item",
-        )
 
-    def queryset(self):
-        # Location and lot filter as the API does; the page adds search and sign.
-        qs = balances_queryset(BalanceFilters(location=self.location, lot=self.lot))
-        if self.q:
-            qs = qs.filter(Q(item__sku__icontains=self.q) | Q(item__name__icontains=self.q))
-        if self.sign == "zero":
-            qs = qs.filter(qty_canonical=0)
-        elif self.sign == "negative":
-            qs = qs.filter(qty_canonical__lt=0)
-        elif self.sign == "positive":
-            qs = qs.filter(qty_canonical__gt=0)
-        return qs.order_by(*SORTS[self.sort])
-
-    def as_params(self, **override) -> str:
-        from urllib.parse import urlencode
-
-        data = {
-            "q": self.q,
-            "location": self.location,
-            "lot": self.lot,
-            "sign": self.sign,
-            "sort": self.sort,
-        } | override
-        return urlencode({k: v for k, v in data.items() if v})
+def _raw(request, form) -> dict[str, str]:
+    """What the address bar asked for, echoed into the text inputs (bad values included, so the
+    user sees what was refused)."""
+    return {name: request.GET.get(name, "") for name in form.fields}
 
 
 @page_login_required
 @require_GET
 def balances_page(request, slug: str) -> HttpResponse:
     org = org_or_404(request.user, slug, OWNER_ROLES)
-    query = BalanceQuery.from_get(request.GET)
+    form = BalanceFilterForm(request.GET)
+    form.is_valid()  # errors are shown; the valid filters still apply
+    query = form.query()
     with schema_context(org.schema_name):
-        paginator = Paginator(query.queryset(), PAGE_SIZE)
-        page = paginator.get_page(request.GET.get("page"))
+        paginator = Paginator(balance_rows(query), PAGE_SIZE)
+        # A page past the last one shows the last (a bookmark outlives deleted rows).
+        page = paginator.get_page(form.value("page", 1))
         rows = list(page.object_list)
         total = paginator.count
         locations = list(Location.objects.order_by("code").values_list("code", flat=True))
@@ -94,6 +62,8 @@ def balances_page(request, slug: str) -> HttpResponse:
         "inventory/balances.html",
         {
             "org": org,
+            "form": form,
+            "f": _raw(request, form),
             "query": query,
             "page": page,
             "rows": rows,
@@ -101,8 +71,10 @@ def balances_page(request, slug: str) -> HttpResponse:
             "locations": locations,
             "sort_links": {key: query.as_params(sort=key) for key in SORTS},
             "qty_sort_link": query.as_params(sort="qty" if query.sort == "-qty" else "-qty"),
+            # Links carry only the valid filters: the export holds exactly the rows shown.
             "export_params": query.as_params(),
         },
+        status=400 if form.errors else 200,
     )
 
 
@@ -122,19 +94,33 @@ def csv_text(value: str) -> str:
     return "'" + value if value.startswith(CSV_FORMULA_START) else value
 
 
+def _errors_text(form) -> str:
+    return "".join(
+        f"{form.fields[name].label}: {message}\n"
+        for name, messages in form.errors.items()
+        for message in messages
+    )
+
+
 @page_login_required
 @require_GET
-def balances_csv(request, slug: str) -> StreamingHttpResponse:
-    """Exactly the rows of the filtered view (all pages), streamed so memory stays flat."""
+def balances_csv(request, slug: str) -> HttpResponse:
+    """Exactly the rows of the filtered view (all pages), streamed so memory stays flat. The same
+    form as the page: a bad filter is a 400 and no file (a file of other rows than asked for would
+    pass for the asked ones)."""
     org = org_or_404(request.user, slug, OWNER_ROLES)
-    query = BalanceQuery.from_get(request.GET)
+    form = BalanceFilterForm(request.GET)
+    if not form.is_valid():
+        # text/plain (and nosniff): the messages quote the refused value.
+        return HttpResponseBadRequest(_errors_text(form), content_type="text/plain; charset=utf-8")
+    query = form.query()
     writer = csv.writer(_Echo())
 
     def rows():
         # The response streams after the view returns: enter the schema inside the generator.
         with schema_context(org.schema_name):
             yield writer.writerow(["sku", "item", "unit", "location", "lot", "qty", "updated_at"])
-            for b in query.queryset().iterator(chunk_size=2000):
+            for b in balance_rows(query).iterator(chunk_size=2000):
                 yield writer.writerow(
                     [
                         csv_text(b.item.sku),
@@ -156,7 +142,10 @@ def balances_csv(request, slug: str) -> StreamingHttpResponse:
 @require_GET
 def item_page(request, slug: str, item_id: int) -> HttpResponse:
     org = org_or_404(request.user, slug, ITEM_ROLES)
-    before = request.GET.get("before")
+    form = HistoryForm(request.GET)
+    form.is_valid()  # a bad cursor or limit is reported; the history then starts at the newest
+    before = form.value("before")
+    limit = form.value("limit", HISTORY_PAGE)
     with schema_context(org.schema_name):
         item = Item.objects.filter(pk=item_id).first()
         if item is None:
@@ -169,24 +158,33 @@ def item_page(request, slug: str, item_id: int) -> HttpResponse:
         history = (
             LedgerEntry.objects.filter(item=item).select_related("location", "lot").order_by("-id")
         )
-        if before and before.isascii() and before.isdigit():
-            history = history.filter(id__lt=int(before))
-        entries = list(history[: HISTORY_PAGE + 1])
+        if before is not None:
+            history = history.filter(id__lt=before)
+        entries = list(history[: limit + 1])
         lots = list(Lot.objects.filter(item=item).order_by("code"))
-    more = len(entries) > HISTORY_PAGE
-    entries = entries[:HISTORY_PAGE]
+    more = len(entries) > limit
+    entries = entries[:limit]
     total = sum((b.qty_canonical for b in balances), start=0)
+    next_before = entries[-1].id if more and entries else None
     return render(
         request,
         "inventory/item.html",
         {
             "org": org,
             "item": item,
+            "form": form,
             "balances": balances,
             "entries": entries,
             "total": total,
             "lots": lots,
-            "next_before": entries[-1].id if more and entries else None,
-            "is_first_page": not before,
+            "next_params": (
+                urlencode(
+                    {"before": next_before} | ({"limit": limit} if limit != HISTORY_PAGE else {})
+                )
+                if next_before
+                else ""
+            ),
+            "is_first_page": before is None,
         },
+        status=400 if form.errors else 200,
     )

@@ -16,6 +16,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
 from tenants.access import OWNER_ROLES, org_or_404, page_login_required
+from tenants.forms import ApiKeyCreateForm, ApiKeyRevokeForm
 from tenants.models import ApiKey
 from tenants.services import api_key_issue, api_key_revoke
 
@@ -41,24 +42,32 @@ def _take_new_key(request, org) -> dict | None:
 def api_keys_page(request, slug: str) -> HttpResponse:
     org = org_or_404(request.user, slug, OWNER_ROLES)
     issued, error = None, None
+    form = ApiKeyCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST":
-        try:
-            new = api_key_issue(
-                organization=org, label=request.POST.get("label", ""), created_by=request.user
-            )
-        except ValidationError as err:
-            error = "; ".join(err.messages)
+        if form.is_valid():
+            try:
+                new = api_key_issue(
+                    organization=org,
+                    label=form.cleaned_data["label"],
+                    created_by=request.user,
+                )
+            except ValidationError as err:  # the service's own rules (e.g. not the platform)
+                error = "; ".join(err.messages)
+            else:
+                request.session[NEW_KEY_SESSION] = {
+                    "org": str(org.pk),
+                    "label": new.api_key.label,
+                    "raw_key": new.raw_key,
+                    "at": time.time(),
+                }
+                return redirect("api_keys", slug=org.slug)
         else:
-            request.session[NEW_KEY_SESSION] = {
-                "org": str(org.pk),
-                "label": new.api_key.label,
-                "raw_key": new.raw_key,
-                "at": time.time(),
-            }
-            return redirect("api_keys", slug=org.slug)
+            error = "; ".join(form.errors["label"])
     else:
         issued = _take_new_key(request, org)
-    response = _page(request, org, issued=issued, error=error, status=400 if error else 200)
+    response = _page(
+        request, org, form=form, issued=issued, error=error, status=400 if error else 200
+    )
     if issued:
         response["Cache-Control"] = "no-store"  # the raw key must not sit in a cache
     return response
@@ -71,11 +80,11 @@ def api_key_revoke_view(request, slug: str, key_id: int) -> HttpResponse:
     stray or forged form, a double click on an old page) revokes nothing and asks again."""
     org = org_or_404(request.user, slug, OWNER_ROLES)
     key = get_object_or_404(ApiKey, pk=key_id, organization=org)
-    if request.method == "POST" and request.POST.get("confirm") == "yes":
-        api_key_revoke(api_key=key)
-        messages.success(request, f"Key {key.prefix} ({key.label}) revoked.")
-        return redirect("api_keys", slug=org.slug)
     if request.method == "POST":
+        if ApiKeyRevokeForm(request.POST).is_valid():
+            api_key_revoke(api_key=key)
+            messages.success(request, f"Key {key.prefix} ({key.label}) revoked.")
+            return redirect("api_keys", slug=org.slug)
         return redirect("api_key_revoke", slug=org.slug, key_id=key.id)
     return _page(request, org, confirm_key=key)
 

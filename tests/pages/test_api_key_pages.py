@@ -113,6 +113,22 @@ def test_it_refuses_a_label_too_long(as_acme_owner, acme):
     assert ApiKey.objects.count() == 0
 
 
+def test_it_accepts_a_label_of_exactly_100_characters_and_emoji(as_acme_owner, acme):
+    # The zero-width joiner inside the family emoji is a format character, not a control one.
+    label = "👨\u200d👩\u200d👧 " + "x" * 94
+    assert len(label) == 100
+    response = as_acme_owner.post("/orgs/acme/api-keys/", {"label": label})
+    assert response.status_code == 302
+    assert list(ApiKey.objects.values_list("label", flat=True)) == [label]
+
+
+def test_it_keeps_the_refused_label_in_the_field(as_acme_owner, acme):
+    response = as_acme_owner.post("/orgs/acme/api-keys/", {"label": "dock\t<b>4</b>"})
+    assert response.status_code == 400
+    assert 'value="dock\t&lt;b&gt;4&lt;/b&gt;"' in text(response)
+    assert ApiKey.objects.count() == 0
+
+
 def revoke_url(key) -> str:
     return f"/orgs/acme/api-keys/{key.id}/revoke/"
 

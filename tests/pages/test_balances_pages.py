@@ -23,11 +23,20 @@ ROW = re.compile(
 )
 
 
-def rows(response) -> list[tuple[str, str, str, str]]:
+def rows(response, status: int = 200) -> list[tuple[str, str, str, str]]:
     """(sku, location, lot, qty) of each balance row shown."""
-    assert response.status_code == 200, response.status_code
+    assert response.status_code == status, response.status_code
     body = table_body(text(response), "balances")
     return [(sku, loc, lot, qty) for _, sku, loc, lot, qty in ROW.findall(body)]
+
+
+def field_error(response, field_id: str) -> str:
+    """The error shown for one field (`f-sign`, `h-before`), or fail."""
+    match = re.search(
+        rf'<p class="error" role="alert" id="{field_id}-error">([^<]*)</p>', text(response)
+    )
+    assert match, f"no error shown for {field_id}"
+    return match[1]
 
 
 def shown_total(response) -> int:
@@ -108,8 +117,10 @@ def test_it_filters_by_sign(as_acme_owner, stock):
     assert rows(as_acme_owner.get("/orgs/acme/balances/?sign=zero")) == [ZERO]
     assert rows(as_acme_owner.get("/orgs/acme/balances/?sign=negative")) == [NEG]
     assert rows(as_acme_owner.get("/orgs/acme/balances/?sign=positive")) == [P5, with_lot(stock)]
-    # An unknown sign is ignored rather than failing.
-    assert len(rows(as_acme_owner.get("/orgs/acme/balances/?sign=imaginary"))) == 4
+    # An unknown sign is a 400 that says so; the other filters (none here) still apply.
+    response = as_acme_owner.get("/orgs/acme/balances/?sign=imaginary")
+    assert len(rows(response, status=400)) == 4
+    assert field_error(response, "f-sign").startswith("Balance: Select a valid choice.")
 
 
 def test_it_combines_filters(as_acme_owner, stock):
@@ -141,10 +152,10 @@ def test_it_sorts(as_acme_owner, stock):
         with_lot(stock),
         ZERO,
     ]
-    # An unknown sort falls back to the item order.
-    assert rows(as_acme_owner.get("/orgs/acme/balances/?sort=password")) == rows(
-        as_acme_owner.get("/orgs/acme/balances/")
-    )
+    # An unknown sort is a 400 naming the field, the rows in the item order.
+    response = as_acme_owner.get("/orgs/acme/balances/?sort=password")
+    assert rows(response, status=400) == rows(as_acme_owner.get("/orgs/acme/balances/"))
+    assert field_error(response, "f-sort").startswith("Sort: Select a valid choice.")
 
 
 def test_it_keeps_the_filters_in_sort_and_export_links(as_acme_owner, stock):
@@ -163,9 +174,11 @@ def test_it_pages_fifty_rows_at_a_time(as_acme_owner, acme):
     assert "Page 2 of 2" in text(second) and 'rel="prev"' in text(second)
     skus = [r[0] for r in rows(first) + rows(second)]
     assert skus == sorted(skus) and len(set(skus)) == 60
-    # Out-of-range or junk page numbers show a real page instead of failing.
+    # A page past the last shows the last; a junk page number is a 400 over the first page.
     assert len(rows(as_acme_owner.get("/orgs/acme/balances/?page=99"))) == 10
-    assert len(rows(as_acme_owner.get("/orgs/acme/balances/?page=x"))) == 50
+    junk = as_acme_owner.get("/orgs/acme/balances/?page=x")
+    assert len(rows(junk, status=400)) == 50 and "Page 1 of 2" in text(junk)
+    assert field_error(junk, "f-page") == "Page: Enter a whole number. (“x”)"
 
 
 def test_it_pages_within_a_filter(as_acme_owner, acme):
@@ -240,7 +253,42 @@ def test_the_csv_count_matches_the_page_for_every_filter(query, as_acme_owner, s
     page = as_acme_owner.get(f"/orgs/acme/balances/?{query}")
     _, *data = csv_rows(as_acme_owner.get(f"/orgs/acme/balances.csv?{query}"))
     assert len(data) == shown_total(page)
-    assert [r[0] for r in data] == [r[0] for r in rows(page)]
+    assert [(r[0], r[3], r[4] or "—", r[5]) for r in data] == rows(page)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "sign=imaginary",
+        "page=-1",
+        "page=NaN",
+        "page=%C2%B2",  # '²'
+        "q=" + "x" * 101,
+        "location=" + "L" * 65,
+        "lot=" + "x" * 65,
+        "location=B-LOC-1&sort=password",
+    ],
+)
+def test_the_csv_refuses_a_bad_filter_with_a_400_and_no_file(query, as_acme_owner, stock):
+    """The export reads the page's form: a filter the page refuses is no file of other rows."""
+    response = as_acme_owner.get(f"/orgs/acme/balances.csv?{query}")
+    assert response.status_code == 400
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert "Content-Disposition" not in response
+    field = query.split("&")[-1].split("=")[0]
+    label = {"q": "Item (SKU or name)", "location": "Location", "lot": "Lot", "sign": "Balance"}
+    assert response.content.decode().startswith(label.get(field, field.capitalize()) + ": ")
+    assert "sku,item" not in response.content.decode()
+
+
+def test_the_export_link_of_a_page_with_a_bad_filter_holds_the_rows_shown(as_acme_owner, stock):
+    page = as_acme_owner.get("/orgs/acme/balances/?location=B-LOC-1&sign=imaginary&sort=-qty")
+    shown = rows(page, status=400)
+    assert shown == [with_lot(stock), ZERO]
+    link = re.search(r'href="(/orgs/acme/balances\.csv[^"]*)" id="export-csv"', text(page))[1]
+    assert link == "/orgs/acme/balances.csv?location=B-LOC-1&amp;sort=-qty"
+    _, *data = csv_rows(as_acme_owner.get(link.replace("&amp;", "&")))
+    assert [(r[0], r[3], r[4] or "—", r[5]) for r in data] == shown
 
 
 def test_the_csv_holds_every_page(as_acme_owner, acme):
@@ -310,8 +358,8 @@ def test_it_shows_an_items_balances_per_location_and_lot(as_acme_owner, stock):
     assert found == [("B-LOC-0", "—", "5.000000"), ("B-LOC-1", stock["lot0"], "3.000000")]
 
 
-def history_ids(response) -> list[int]:
-    assert response.status_code == 200
+def history_ids(response, status: int = 200) -> list[int]:
+    assert response.status_code == status, response.status_code
     return [
         int(i) for i in re.findall(r"<tr><td>(\d+)</td>", table_body(text(response), "history"))
     ]
@@ -340,10 +388,34 @@ def test_it_shows_the_ledger_history_newest_first_in_pages(as_acme_owner, acme):
     assert history_ids(second) == newest_first[50:]
     assert 'rel="next"' not in text(second)
     assert f'href="/orgs/acme/items/{items[0].id}/">Newest</a>' in text(second)
-    # A junk cursor shows the first page.
-    assert (
-        history_ids(as_acme_owner.get(f"/orgs/acme/items/{items[0].id}/?before=x"))
-        == newest_first[:50]
+    # A junk cursor is a 400 naming it, over the first page.
+    junk = as_acme_owner.get(f"/orgs/acme/items/{items[0].id}/?before=x")
+    assert history_ids(junk, status=400) == newest_first[:50]
+    assert field_error(junk, "h-before") == "Older than: Enter a whole number. (“x”)"
+
+
+def test_it_pages_the_history_by_a_bounded_limit(as_acme_owner, acme):
+    with schema_context("acme"):
+        [item], _, _ = make_catalog(items=1, locations=1, lots_per_item=0, prefix="L")
+    entries = [{"item": "L-0000", "location": "L-LOC-0", "qty": "1", "kind": "receipt"}] * 25
+    ids = sorted((e.id for e in post("acme", entries).entries), reverse=True)
+    path = f"/orgs/acme/items/{item.id}/"
+
+    first = as_acme_owner.get(f"{path}?limit=10")
+    assert history_ids(first) == ids[:10]
+    assert f'href="?before={ids[9]}&amp;limit=10" rel="next"' in text(first)
+    assert history_ids(as_acme_owner.get(f"{path}?before={ids[9]}&limit=10")) == ids[10:20]
+    # The largest BIGINT is a cursor before every row; one more is refused, not sent to SQL.
+    assert history_ids(as_acme_owner.get(f"{path}?before={2**63 - 1}")) == ids
+    too_big = as_acme_owner.get(f"{path}?before={2**63}")
+    assert history_ids(too_big, status=400) == ids
+    assert field_error(too_big, "h-before").startswith(
+        "Older than: Ensure this value is less than or equal to 9223372036854775807."
+    )
+    too_many = as_acme_owner.get(f"{path}?limit=201")
+    assert history_ids(too_many, status=400) == ids  # the default page of 50
+    assert field_error(too_many, "h-limit").startswith(
+        "Rows: Ensure this value is less than or equal to 200."
     )
 
 

@@ -1,0 +1,114 @@
+"""The balance browser's filters and the item page's history cursor as forms: every value from the
+address bar is bounded before it reaches a query. A bad value is a 400 that names the field (as the
+discrepancy queue does); the valid filters still apply, so the page still shows rows."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from inventory.models import Location, Lot
+from inventory.selectors import BalanceFilters
+
+SORTS = {
+    "item": ("item__sku", "location__code", "lot__code"),
+    "-item": ("-item__sku", "location__code", "lot__code"),
+    "location": ("location__code", "item__sku", "lot__code"),
+    "qty": ("qty_canonical", "item__sku", "location__code"),
+    "-qty": ("-qty_canonical", "item__sku", "location__code"),
+    "updated": ("-updated_at", "item__sku"),
+}
+SIGNS = [("", "Any"), ("positive", "Positive"), ("zero", "Zero"), ("negative", "Negative")]
+
+# 50 rows a page: a million pages is far beyond any organisation's balance table.
+MAX_PAGE = 1_000_000
+# Ledger ids are BIGINT: a larger cursor would fail in PostgreSQL, not match nothing.
+MAX_LEDGER_ID = 2**63 - 1
+HISTORY_PAGE = 50
+MAX_HISTORY_PAGE = 200
+
+_ASCII_INT = re.compile(r"-?[0-9]+")
+
+
+class AsciiIntegerField(forms.IntegerField):
+    """A whole number written with the digits 0-9 only. int() also reads '١٢' (Arabic-Indic),
+    '１２' (full-width) and '1_000'; '²'.isdigit() is True yet int('²') fails. None of those is
+    what a link of ours sends."""
+
+    def to_python(self, value):
+        if value not in self.empty_values:
+            value = str(value).strip()
+            if not _ASCII_INT.fullmatch(value):
+                raise ValidationError(self.error_messages["invalid"], code="invalid")
+        return super().to_python(value)
+
+
+def _code_field(label: str, model) -> forms.CharField:
+    return forms.CharField(
+        label=label, required=False, max_length=model._meta.get_field("code").max_length
+    )
+
+
+class _BoundedForm(forms.Form):
+    def value(self, name: str, default=None):
+        """The cleaned value of a valid field (else the default): a bad field is reported and
+        ignored, the good ones still apply."""
+        value = self.cleaned_data.get(name) if name not in self.errors else None
+        return default if value in (None, "") else value
+
+
+@dataclass(frozen=True)
+class BalanceQuery:
+    """The valid part of a balance filter: what the page shows and the CSV exports."""
+
+    q: str = ""
+    location: str = ""
+    lot: str = ""  # a lot code, "none" for no lot
+    sign: str = ""  # "", "zero", "negative", "positive"
+    sort: str = "item"
+
+    @property
+    def filters(self) -> BalanceFilters:
+        # Location and lot filter as the API does; the page adds search and sign.
+        return BalanceFilters(location=self.location, lot=self.lot)
+
+    def as_params(self, **override) -> str:
+        data = {
+            "q": self.q,
+            "location": self.location,
+            "lot": self.lot,
+            "sign": self.sign,
+            "sort": self.sort,
+        } | override
+        return urlencode({k: v for k, v in data.items() if v})
+
+
+class BalanceFilterForm(_BoundedForm):
+    q = forms.CharField(label="Item (SKU or name)", required=False, max_length=100)
+    location = _code_field("Location", Location)
+    lot = _code_field("Lot", Lot)
+    sign = forms.ChoiceField(label="Balance", required=False, choices=SIGNS)
+    sort = forms.ChoiceField(label="Sort", required=False, choices=[(k, k) for k in SORTS])
+    page = AsciiIntegerField(label="Page", required=False, min_value=1, max_value=MAX_PAGE)
+
+    def query(self) -> BalanceQuery:
+        return BalanceQuery(
+            q=self.value("q", ""),
+            location=self.value("location", ""),
+            lot=self.value("lot", ""),
+            sign=self.value("sign", ""),
+            sort=self.value("sort", "item"),
+        )
+
+
+class HistoryForm(_BoundedForm):
+    """The item page's ledger history: newest first, `before` is the keyset cursor (an id)."""
+
+    before = AsciiIntegerField(
+        label="Older than", required=False, min_value=1, max_value=MAX_LEDGER_ID
+    )
+    limit = AsciiIntegerField(label="Rows", required=False, min_value=1, max_value=MAX_HISTORY_PAGE)
