@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from inventory.models import Balance, LedgerEntry, Posting
 from inventory.selectors import balance_of
@@ -162,3 +166,87 @@ def test_a_failed_request_does_not_burn_its_key(cat):
 def test_it_rejects_a_bad_idempotency_key(cat):
     with pytest.raises(ValidationFailed, match="idempotency key"):
         ledger_entries_create(entries=[entry(cat)], idempotency_key="x" * 201)
+
+
+def test_it_posts_in_four_queries_inside_a_transaction_whatever_the_batch_size(cat):
+    # Inside a caller's transaction (here the test's): SAVEPOINT, one SELECT resolving every
+    # code and the key, one INSERT of the Posting row and the entries, RELEASE. (Outside a
+    # transaction it is two; tests/inventory/test_concurrency.py.)
+    items, locations = cat["items"], cat["locations"]
+    batch = [
+        entry(cat, item=items[n % 5].sku, location=locations[n % 3].code, qty=str(n + 1))
+        for n in range(100)
+    ]
+    for entries, key in (([entry(cat, lot=cat["lot"])], "one"), (batch, "hundred")):
+        with CaptureQueriesContext(connection) as queries:
+            result = ledger_entries_create(entries=entries, idempotency_key=key)
+        assert len(queries) <= 4, [q["sql"][:80] for q in queries]
+        assert len(result.entries) == len(entries) and not result.replayed
+    assert LedgerEntry.objects.count() == 101 and Posting.objects.count() == 2
+
+
+def test_it_returns_the_stored_rows_in_the_batch_order(cat):
+    batch = [
+        entry(cat, qty="1.5", reference="first"),
+        entry(cat, item=cat["items"][1].sku, qty="-2", occurred_at="2026-01-02T03:04:05Z"),
+        entry(cat, lot=cat["lot"], qty="3", kind="adjustment"),
+    ]
+    result = ledger_entries_create(entries=batch, recorded_by="user:bob")
+    stored = list(
+        LedgerEntry.objects.filter(posting_id=result.posting.id)
+        .select_related("item", "location", "lot")
+        .order_by("id")
+    )
+    fields = ("id", "item_id", "location_id", "lot_id", "qty_canonical", "kind", "reference")
+    fields += ("occurred_at", "recorded_at", "recorded_by", "posting_id")
+    assert [[getattr(e, f) for f in fields] for e in result.entries] == [
+        [getattr(e, f) for f in fields] for e in stored
+    ]
+    assert [(e.item.sku, e.location.code, e.lot and e.lot.code) for e in result.entries] == [
+        (e.item.sku, e.location.code, e.lot and e.lot.code) for e in stored
+    ]
+    assert [e.reference for e in result.entries] == ["first", "", ""]
+    posting = Posting.objects.get()
+    assert (posting.id, posting.entry_count, posting.recorded_by) == (
+        result.posting.id,
+        3,
+        "user:bob",
+    )
+    assert posting.created_at == result.posting.created_at
+    # A partially loaded item still loads the rest on access.
+    assert result.entries[0].item.name == cat["items"][0].name
+
+
+def test_a_replay_costs_no_insert(cat):
+    ledger_entries_create(entries=[entry(cat)], idempotency_key="again")
+    with CaptureQueriesContext(connection) as queries:
+        again = ledger_entries_create(entries=[entry(cat)], idempotency_key="again")
+    assert again.replayed
+    assert not any(q["sql"].lstrip().startswith(("INSERT", "WITH")) for q in queries)
+    assert LedgerEntry.objects.count() == 1
+
+
+@pytest.mark.parametrize("key", ["import:sha256:abc", "  import:batch:nightly"])
+def test_it_reserves_the_import_key_prefix_for_the_importer(cat, key):
+    with pytest.raises(ValidationFailed) as err:
+        ledger_entries_create(entries=[entry(cat)], idempotency_key=key)
+    assert "reserved for import_ledger" in err.value.fields["idempotency_key"][0]
+    assert LedgerEntry.objects.count() == 0 and Posting.objects.count() == 0
+
+
+def test_the_api_refuses_an_import_key_in_the_header_and_the_body(cat, acme_key):
+    client = Client(HTTP_HOST="acme.localhost", headers={"X-Api-Key": acme_key})
+    one = json.dumps(entry(cat))
+    header = client.post(
+        "/api/ledger", one, content_type="application/json", headers={"Idempotency-Key": "import:x"}
+    )
+    body = client.post(
+        "/api/ledger",
+        json.dumps({"entries": [entry(cat)], "idempotency_key": "import:sha256:0"}),
+        content_type="application/json",
+    )
+    for response in (header, body):
+        assert response.status_code == 400, response.content
+        error = response.json()["error"]
+        assert error["code"] == "validation_failed" and "idempotency_key" in error["fields"]
+    assert LedgerEntry.objects.count() == 0 and Posting.objects.count() == 0
