@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import pytest
 from django.contrib.staticfiles.handlers import StaticFilesHandler
-from django.db import connection
+from django.db import connection, connections
 from django.test.testcases import LiveServerThread
 from django_tenants.utils import schema_context
 
@@ -184,6 +184,10 @@ def e2e(django_db_setup, django_db_blocker, tmp_path_factory):
                 "data": data,
             }
         finally:
+            # The tests' ORM calls ran while Playwright's loop was "running" on this thread, on a
+            # connection of their own (asgiref's Local is per context). Close it here, in that
+            # context: _disconnect_others below would otherwise kill it under the next module.
+            connections.close_all()
             browser.close()
             pw.stop()
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
