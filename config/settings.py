@@ -110,6 +110,7 @@ SHARED_APPS = [
     "tenants",
     "operations",
     "reconciliation",
+    "alerts",  # reads the apps above; none of them imports it
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -254,6 +255,24 @@ LEDGER_BATCH_MAX = env_int("LEDGER_BATCH_MAX", 1000)
 BACKUP_DIR = Path(env_str("BACKUP_DIR", str(BASE_DIR / "var" / "backups")))
 BACKUP_RETENTION = env_int("BACKUP_RETENTION", 14)
 BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26)
+
+# --- Alerts (alerts/): email over SMTP, links in messages ----------------------------------
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+ALERT_FROM_EMAIL = env_str("ALERT_FROM_EMAIL", f"alerts@{BASE_DOMAIN}")
+# Absolute links in messages ("where to click") start with this.
+SITE_URL = env_str("SITE_URL", "http://localhost:8000" if DEBUG else f"https://{PUBLIC_DOMAIN}")
+SITE_URL = SITE_URL.rstrip("/")
+ALERT_WEBHOOK_TIMEOUT_SECONDS = env_int("ALERT_WEBHOOK_TIMEOUT_SECONDS", 5)
+ALERT_MAX_ATTEMPTS = env_int("ALERT_MAX_ATTEMPTS", 5)
+# A failed delivery is retried after base x 2^(attempts-1) seconds (by the minute evaluation).
+ALERT_RETRY_BASE_SECONDS = env_int("ALERT_RETRY_BASE_SECONDS", 60)
 
 LOGGING = {
     "version": 1,

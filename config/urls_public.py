@@ -53,4 +53,5 @@ urlpatterns = [
     ),
     path("backups/", operations_pages.backups_page, name="backups"),
     path("backups/now/", operations_pages.backup_now, name="backup_now"),
+    path("", include("alerts.urls")),
 ]

@@ -34,6 +34,8 @@ SCHEDULES = [
     ScheduleSpec(
         "monitor backups", "operations.tasks.monitor_backups", Schedule.CRON, cron="0 3 * * *"
     ),
+    # Opens and resolves alerts from what the jobs above record (alerts/rules.py).
+    ScheduleSpec("evaluate alerts", "alerts.tasks.evaluate_alerts", Schedule.MINUTES, minutes=1),
 ]
 
 

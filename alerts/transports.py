@@ -1,0 +1,63 @@
+"""How a message leaves: email through Django's email backend (SMTP from the EMAIL_* settings),
+webhook as a JSON POST signed with the channel's secret. Each send raises on failure; the caller
+records the attempt."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import urllib.error
+import urllib.request
+
+from django.conf import settings
+from django.core.mail import EmailMessage, get_connection
+
+SIGNATURE_HEADER = "X-Alert-Signature"
+
+
+class DeliveryError(Exception):
+    pass
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The header's value: sha256=<hex HMAC of the exact body bytes>."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def send_email(*, to: list[str], subject: str, body: str) -> None:
+    if not to:
+        raise DeliveryError("no recipient addresses")
+    connection = get_connection(timeout=settings.EMAIL_TIMEOUT)
+    sent = EmailMessage(
+        subject=subject,
+        body=body,
+        from_email=settings.ALERT_FROM_EMAIL,
+        to=to,
+        connection=connection,
+    ).send()
+    if sent != 1:
+        raise DeliveryError("the email backend sent nothing")
+
+
+def send_webhook(*, url: str, secret: str, payload: dict) -> None:
+    body = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "User-Agent": "inventory-enterprise-alerts",
+            SIGNATURE_HEADER: sign(secret, body),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=settings.ALERT_WEBHOOK_TIMEOUT_SECONDS) as r:
+            status = r.status
+    except urllib.error.HTTPError as err:
+        raise DeliveryError(f"HTTP {err.code} {err.reason}") from err
+    except (urllib.error.URLError, OSError, TimeoutError) as err:
+        raise DeliveryError(f"{type(err).__name__}: {getattr(err, 'reason', err)}") from err
+    if not 200 <= status < 300:
+        raise DeliveryError(f"HTTP {status}")
