@@ -208,7 +208,8 @@ def ledger_entries_create(
         recorded_by=recorded_by,
         created_at=now,
     )
-    posting._state.adding, posting._state.db = False, connection.alias  # a stored row
+    alias = connection.alias  # (a proxy: one lookup, not one per row)
+    posting._state.adding, posting._state.db = False, alias  # a stored row
     created = []
     for (entry_id, _), (item, location, lot), row in zip(
         sorted(inserted), rows, checked, strict=True
@@ -216,7 +217,7 @@ def ledger_entries_create(
         # As a query would load it (from_db, positional values; about 4x cheaper than keyword
         # construction, which runs every related-object descriptor), the related rows cached.
         entry = LedgerEntry.from_db(
-            connection.alias,
+            alias,
             ENTRY_FIELDS,
             (
                 entry_id,
@@ -260,6 +261,7 @@ def _resolve(checked: list[CheckedRow], key: str | None) -> tuple[dict, bool]:
     lot_codes = sorted({r.lot for r in checked if r.lot})
     found: dict = {"item": {}, "location": {}, "lot": {}}
     posted = False
+    alias = connection.alias
     with connection.cursor() as cursor:
         cursor.execute(
             RESOLVE_SQL,
@@ -273,12 +275,10 @@ def _resolve(checked: list[CheckedRow], key: str | None) -> tuple[dict, bool]:
         for what, pk, code, item_sku, is_active in cursor.fetchall():
             if what == "item":
                 found["item"][code] = Item.from_db(
-                    connection.alias, ["id", "sku", "is_active"], [pk, code, is_active]
+                    alias, ["id", "sku", "is_active"], [pk, code, is_active]
                 )
             elif what == "location":
-                found["location"][code] = Location.from_db(
-                    connection.alias, ["id", "code"], [pk, code]
-                )
+                found["location"][code] = Location.from_db(alias, ["id", "code"], [pk, code])
             elif what == "lot":
                 found["lot"][(item_sku, code)] = (pk, code)
             else:
