@@ -5,12 +5,13 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from dashboard import backups as backup_pages
+from dashboard import views
 from inventory import pages as inventory_pages
 from inventory.api_urls import docs_urlpatterns as api_docs_urlpatterns
-from operations import pages as operations_pages
 from operations.views import health
 from reconciliation import pages as reconciliation_pages
-from tenants import key_pages, views
+from tenants import key_pages
 
 urlpatterns = [
     path("health", health, name="health"),
@@ -51,7 +52,7 @@ urlpatterns = [
         reconciliation_pages.discrepancy_resolve,
         name="discrepancy_resolve",
     ),
-    path("backups/", operations_pages.backups_page, name="backups"),
-    path("backups/now/", operations_pages.backup_now, name="backup_now"),
+    path("backups/", backup_pages.backups_page, name="backups"),
+    path("backups/now/", backup_pages.backup_now, name="backup_now"),
     path("", include("alerts.urls")),
 ]

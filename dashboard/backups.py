@@ -22,7 +22,7 @@ def backups_page(request) -> HttpResponse:
     running = next((j for j in active if j.is_active), None)
     return render(
         request,
-        "operations/backups.html",
+        "dashboard/backups.html",
         {"records": records, "checks": checks, "running": running},
     )
 

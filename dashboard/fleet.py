@@ -8,14 +8,17 @@ from dataclasses import dataclass, field
 from django.db.models import Count
 from django_q.models import Schedule
 
-from inventory.services.validation import BalanceObjects, balance_objects_by_schema
-from inventory.tasks import REPAIR
+from inventory.services.validation import (
+    BalanceObjects,
+    balance_objects_by_schema,
+    migration_validate,
+)
 from operations.backups import newest_backup_status
 from operations.health import pending_migrations_by_schema
+from operations.jobs import job_runs_reap
 from operations.models import BackupRecord, JobRun
 from operations.schedules import SCHEDULES
 from reconciliation.models import Discrepancy, ReconciliationRun
-from tenants.access import tenant_orgs
 from tenants.models import Organization
 
 # Recorded in django_migrations by this migration; when it is recorded and the objects are not
@@ -70,12 +73,14 @@ def _latest_jobs(kinds: list[str], schemas: list[str]) -> dict[str, JobRun]:
 
 
 def fleet_rows(orgs: list[Organization] | None = None) -> list[FleetRow]:
-    orgs = list(tenant_orgs().order_by("slug")) if orgs is None else orgs
+    orgs = list(Organization.objects.tenants().order_by("slug")) if orgs is None else orgs
     schemas = [o.schema_name for o in orgs]
+    # A run whose worker died is shown as interrupted, not running, even when no page polls it.
+    job_runs_reap(list(JobRun.objects.filter(schema_name__in=schemas, status__in=JobRun.ACTIVE)))
     pending = pending_migrations_by_schema(schemas) if schemas else {}
     catalog = balance_objects_by_schema(schemas)
     # A repair ends with a backfill, so it counts as the last backfill.
-    backfills = _latest_jobs([JobRun.Kind.BACKFILL, REPAIR], schemas)
+    backfills = _latest_jobs([JobRun.Kind.BACKFILL, JobRun.Kind.REPAIR], schemas)
     validations = _latest_jobs([JobRun.Kind.VALIDATE], schemas)
     recon = {
         r.organization_id: r
@@ -219,8 +224,6 @@ def _migrate_step(row: FleetRow, validation) -> RunbookStep:
 
 
 def runbook_steps(org: Organization) -> tuple[list[RunbookStep], object]:
-    from inventory.services.validation import migration_validate
-
     [row] = fleet_rows([org])
     validation = migration_validate(schema=org.schema_name)
     schedule_names = set(

@@ -6,12 +6,14 @@ from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.text import capfirst
 from django.views.decorators.http import require_GET, require_POST
 
+from dashboard import fleet
 from operations.backups import newest_backup_status
 from operations.dispatch import job_start
+from operations.jobs import job_run_reap
 from operations.models import JobRun
-from tenants import fleet
 from tenants.access import (
     OWNER_ROLES,
     SUPPORT_ROLES,
@@ -23,7 +25,7 @@ from tenants.access import (
 )
 from tenants.models import Membership
 
-RUNBOOK_JOBS = {"backup", "migrate", "repair", "backfill", "validate"}
+RUNBOOK_JOBS = JobRun.RUNBOOK_KINDS
 
 
 @page_login_required
@@ -38,7 +40,7 @@ def home(request) -> HttpResponse:
         return redirect("reconciliation")
     if owned:
         return redirect("balances", slug=owned[0].slug)
-    return render(request, "home.html", {"orgs": []})
+    return render(request, "dashboard/home.html", {"orgs": []})
 
 
 @platform_admin_required
@@ -52,7 +54,7 @@ def fleet_page(request) -> HttpResponse:
     rows = sorted(fleet.attention_filter(rows, only_attention), key=fleet.SORTS[sort])
     return render(
         request,
-        "tenants/fleet.html",
+        "dashboard/fleet.html",
         {
             "rows": rows,
             "sort": sort,
@@ -79,19 +81,21 @@ def my_orgs(request) -> HttpResponse:
         }
         for o in orgs_for(request.user, (*OWNER_ROLES, *SUPPORT_ROLES))
     ]
-    return render(request, "tenants/my_orgs.html", {"rows": rows})
+    return render(request, "dashboard/my_orgs.html", {"rows": rows})
 
 
 @platform_admin_required
 @require_GET
 def runbook_page(request, slug: str) -> HttpResponse:
     org = org_or_404(request.user, slug, ())
+    # The steps come first: they reap the schema's runs whose worker died (fleet_rows), so the
+    # recent jobs read next do not show a dead run as running when nobody polls it.
     steps, validation = fleet.runbook_steps(org)
     recent = JobRun.objects.filter(schema_name=org.schema_name).order_by("-created_at")[:8]
     template = (
-        "tenants/_runbook_steps.html"
+        "dashboard/_runbook_steps.html"
         if request.headers.get("HX-Request")
-        else "tenants/runbook.html"
+        else "dashboard/runbook.html"
     )
     return render(
         request,
@@ -136,9 +140,15 @@ def runbook_rollback(request, slug: str) -> HttpResponse:
 
 
 def _job_response(request, job: JobRun, fallback_url: str) -> HttpResponse:
+    """The run to follow. A refused start (one of its kind already under way for the schema)
+    queued nothing: 409, with the fragment of the run under way so the page follows that one."""
+    refused = getattr(job, "refused", False)
     if request.headers.get("HX-Request"):
-        return render(request, "operations/_job.html", {"job": job})
-    messages.info(request, f"Started {job.kind} (job {job.id}).")
+        return render(request, "operations/_job.html", {"job": job}, status=409 if refused else 200)
+    if refused:
+        messages.error(request, f"{capfirst(job.refusal)}.")
+    else:
+        messages.info(request, f"Started {job.kind} (job {job.id}).")
     return redirect(fallback_url)
 
 
@@ -152,8 +162,6 @@ def job_status(request, job_id: int) -> HttpResponse:
         if job.kind != JobRun.Kind.RECONCILE or job.schema_name not in allowed:
             return HttpResponse(status=404)
     if job.is_active:
-        from operations.jobs import job_run_reap
-
         job_run_reap(job)  # a dead worker's run turns "interrupted" here, and the polling stops
     response = render(request, "operations/_job.html", {"job": job})
     if job.status in JobRun.TERMINAL:

@@ -44,7 +44,7 @@ def pending_migrations_by_schema(schemas: list[str] | None = None) -> dict[str, 
     known = _known_migrations()
     if schemas is None:
         schemas = [settings.PUBLIC_SCHEMA_NAME] + list(
-            Organization.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+            Organization.objects.tenants()
             .order_by("schema_name")
             .values_list("schema_name", flat=True)
         )
@@ -116,7 +116,7 @@ def _balances_check() -> dict:
     from tenants.models import Organization
 
     orgs = list(
-        Organization.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+        Organization.objects.tenants()
         .order_by("slug")
         .values_list("slug", "schema_name", "is_active")
     )

@@ -41,6 +41,9 @@ class JobRun(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.INTERRUPTED)
+    # The kinds an organisation's runbook has a button for (its page starts them, and a Restart
+    # posts back to it); here rather than in the dashboard, which imports this app, not the reverse.
+    RUNBOOK_KINDS = frozenset({Kind.BACKUP, Kind.MIGRATE, Kind.REPAIR, Kind.BACKFILL, Kind.VALIDATE})
 
     kind = models.CharField(max_length=20, choices=Kind.choices)
     schema_name = models.CharField(max_length=63, blank=True, default="")
@@ -100,7 +103,6 @@ class JobRun(models.Model):
         from django.urls import reverse
 
         from tenants.models import Organization
-        from tenants.views import RUNBOOK_JOBS
 
         if self.kind == self.Kind.BACKUP and not self.schema_name:
             return {"url": reverse("backup_now"), "fields": {}}
@@ -110,7 +112,7 @@ class JobRun(models.Model):
         if self.kind == self.Kind.RECONCILE:
             mode = self.params.get("mode", "full")
             return {"url": reverse("reconcile_now"), "fields": {"org": org.slug, "mode": mode}}
-        if self.kind in RUNBOOK_JOBS:
+        if self.kind in self.RUNBOOK_KINDS:
             return {"url": reverse("runbook_job", args=[org.slug, self.kind]), "fields": {}}
         return None
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from functools import wraps
 
-from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
@@ -20,17 +19,13 @@ def is_platform_admin(user) -> bool:
     return bool(user.is_authenticated and user.is_superuser)
 
 
-def tenant_orgs():
-    return Organization.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
-
-
 def orgs_for(user, roles) -> list[Organization]:
     if is_platform_admin(user):
-        return list(tenant_orgs().order_by("slug"))
+        return list(Organization.objects.tenants().order_by("slug"))
     if not user.is_authenticated:
         return []
     return list(
-        tenant_orgs()
+        Organization.objects.tenants()
         .filter(memberships__user=user, memberships__role__in=roles)
         .order_by("slug")
         .distinct()
@@ -49,7 +44,7 @@ def roles_of(user) -> set[str]:
 def org_or_404(user, slug: str, roles) -> Organization:
     """The organisation if the user may see it in one of `roles`; 404 for outsiders (its existence
     is not revealed to them), 403 with the reason for a member in another role."""
-    org = tenant_orgs().filter(slug=slug).first()
+    org = Organization.objects.tenants().filter(slug=slug).first()
     if org is None:
         raise Http404("No such organisation.")
     if is_platform_admin(user):

@@ -28,9 +28,7 @@ class OrganizationAdmin(admin.ModelAdmin):
         return ["id", "schema_name", "created_at"] + (["slug"] if obj else [])
 
     def get_queryset(self, request) -> QuerySet:
-        return (
-            super().get_queryset(request).exclude(schema_name="public").prefetch_related("domains")
-        )
+        return super().get_queryset(request).tenants().prefetch_related("domains")
 
     def get_list_display(self, request):
         # Items, locations, lots and the ledger live in each organisation's schema, so their admin

@@ -20,6 +20,13 @@ RESERVED_SLUGS = frozenset({"public", "www", "admin", "api", "static"})
 RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
 
 
+class OrganizationQuerySet(models.QuerySet):
+    def tenants(self) -> OrganizationQuerySet:
+        """Every organisation but the public one (the platform host's tenant, which holds no
+        organisation's data): what pages, commands and jobs mean by "the organisations"."""
+        return self.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+
+
 class Organization(TenantMixin):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     slug = models.SlugField(max_length=42, unique=True, validators=[slug_validator])
@@ -29,6 +36,8 @@ class Organization(TenantMixin):
 
     auto_create_schema = True
     auto_drop_schema = False
+
+    objects = OrganizationQuerySet.as_manager()
 
     class Meta:
         db_table = "organizations"

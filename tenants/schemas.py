@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-
 from tenants.models import Organization
 
 
@@ -13,7 +11,7 @@ class UnknownSchema(ValueError):
 
 def tenant_schemas(*, schema: str | None = None, include_inactive: bool = False) -> list[str]:
     """All tenant schemas (active ones unless asked), or just `schema` after checking it exists."""
-    orgs = Organization.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+    orgs = Organization.objects.tenants()
     if schema is not None:
         if not orgs.filter(schema_name=schema).exists():
             known = (

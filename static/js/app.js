@@ -21,13 +21,14 @@ function selectText(node) {
   selection.addRange(range);
 }
 
-// Validation errors (400, 422) carry a message to show in place; other errors do not swap.
+// Validation errors (400, 422) and a refused job start (409: the fragment of the run already
+// under way) carry a message to show in place; other errors do not swap.
 document.addEventListener("DOMContentLoaded", function () {
   if (!window.htmx) return;
   htmx.config.responseHandling = [
     { code: "204", swap: false },
     { code: "[23]..", swap: true },
-    { code: "40[0]|422", swap: true, error: false },
+    { code: "40[09]|422", swap: true, error: false },
     { code: "[45]..", swap: false, error: true },
   ];
 });

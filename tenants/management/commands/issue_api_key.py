@@ -30,9 +30,7 @@ class Command(BaseCommand):
 def find_organization(reference: str) -> Organization:
     import uuid
 
-    from django.conf import settings
-
-    qs = Organization.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+    qs = Organization.objects.tenants()
     try:
         org = qs.filter(pk=uuid.UUID(reference)).first()
     except ValueError:

@@ -1,4 +1,3 @@
-from django.conf import settings
 from django.core.management.base import BaseCommand
 
 from tenants.models import Organization
@@ -15,7 +14,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, ids=False, **options):
         orgs = (
-            Organization.objects.exclude(schema_name=settings.PUBLIC_SCHEMA_NAME)
+            Organization.objects.tenants()
             .prefetch_related("domains")
             .order_by("slug")
         )
