@@ -207,6 +207,11 @@ def delivery_attempt(*, delivery_id: int, retry: bool = True) -> Delivery:
             delivery.last_error = ""
         else:
             delivery.last_error = error
+            # The backoff counts from the failure, not from the claim: a slow channel's wait
+            # is not part of it.
+            delivery.next_attempt_at = timezone.now() + timedelta(
+                seconds=backoff_seconds(delivery.attempts)
+            )
             if not retry or delivery.attempts >= settings.ALERT_MAX_ATTEMPTS:
                 delivery.status, delivery.next_attempt_at = Delivery.Status.FAILED, None
             log.warning("alert delivery %s attempt %s: %s", delivery.id, delivery.attempts, error)
