@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from operations.models import BackupCheck, BackupRecord, JobRun, WorkerHeartbeat
-from reconciliation.models import Discrepancy
+from reconciliation.models import Discrepancy, ReconciliationRun
 from tenants.models import Organization
 
 
@@ -81,8 +81,9 @@ def backup_monitor(open_keys: set[str]) -> list[Finding]:
         .first()
     )
     since = (
-        BackupCheck.objects.filter(**({"checked_at__gt": last_ok} if last_ok else {}))
-        .aggregate(m=Min("checked_at"))["m"]
+        BackupCheck.objects.filter(**({"checked_at__gt": last_ok} if last_ok else {})).aggregate(
+            m=Min("checked_at")
+        )["m"]
         or check.checked_at
     )
     return [
@@ -123,6 +124,30 @@ def discrepancies() -> list[Finding]:
             g["organization_id"],
         )
         for g in groups
+    ]
+
+
+def reconciliations_failed() -> list[Finding]:
+    """The newest finished reconciliation of an organisation failed. The nightly schedule runs
+    without a JobRun, so this reads the run itself (a page's run also fails its JobRun)."""
+    latest = (
+        ReconciliationRun.objects.exclude(status=ReconciliationRun.Status.RUNNING)
+        .select_related("organization")
+        .order_by("organization_id", "-started_at")
+        .distinct("organization_id")
+    )
+    return [
+        Finding(
+            f"reconciliation:{run.organization.schema_name}",
+            f"Reconciliation failed for {run.organization.slug}",
+            f"The {run.mode} reconciliation of {run.organization.slug} (run {run.id}, started "
+            f"{_when(run.started_at)}) failed: {run.error.strip()[:300] or 'no error recorded'}",
+            absolute(reverse("fleet")),
+            run.finished_at or run.started_at,
+            run.organization_id,
+        )
+        for run in latest
+        if run.status == ReconciliationRun.Status.FAILED
     ]
 
 
@@ -224,6 +249,7 @@ def findings() -> list[Finding]:
     found = backup_failed()
     found += backup_monitor({f.key for f in found})
     found += discrepancies()
+    found += reconciliations_failed()
     found += jobs_failed(orgs)
     found += validation_failing(orgs)
     found += worker_heartbeat()

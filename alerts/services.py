@@ -168,7 +168,7 @@ def backoff_seconds(attempts: int) -> float:
     return settings.ALERT_RETRY_BASE_SECONDS * 2 ** (attempts - 1)
 
 
-def delivery_attempt(*, delivery_id: int, retry: bool = True) -> Delivery:
+def delivery_attempt(*, delivery_id: int, retry: bool = True) -> Delivery | None:
     """One attempt, recorded: sent, or failed with the error and (under ALERT_MAX_ATTEMPTS) a
     retry after a backoff, which the next evaluation queues. The transport runs outside any
     transaction; the row is locked only to claim it."""
@@ -179,8 +179,8 @@ def delivery_attempt(*, delivery_id: int, retry: bool = True) -> Delivery:
                 .filter(id=delivery_id, status=Delivery.Status.PENDING)
                 .first()
             )
-            if delivery is None:  # sent, given up, or another worker holds it
-                return Delivery.objects.get(id=delivery_id)
+            if delivery is None:  # sent, given up, deleted, or another worker holds it
+                return Delivery.objects.filter(id=delivery_id).first()
             delivery.attempts += 1
             delivery.status = Delivery.Status.RETRYING  # if this process dies mid-send
             delivery.next_attempt_at = timezone.now() + timedelta(
@@ -203,7 +203,11 @@ def delivery_attempt(*, delivery_id: int, retry: bool = True) -> Delivery:
             delivery=delivery, number=delivery.attempts, ok=not error, error=error, seconds=seconds
         )
         if not error:
-            delivery.status, delivery.sent_at, delivery.next_attempt_at = "sent", timezone.now(), None
+            delivery.status, delivery.sent_at, delivery.next_attempt_at = (
+                "sent",
+                timezone.now(),
+                None,
+            )
             delivery.last_error = ""
         else:
             delivery.last_error = error

@@ -11,4 +11,6 @@ def evaluate_alerts() -> str:
 
 def delivery_send(delivery_id: int) -> str:
     delivery = delivery_attempt(delivery_id=delivery_id)
+    if delivery is None:
+        return f"delivery {delivery_id}: gone (its channel was deleted)"
     return f"delivery {delivery.id}: {delivery.status} after {delivery.attempts} attempt(s)"

@@ -112,7 +112,9 @@ def worker_alive(db):
     """A fresh heartbeat, so only the alert a test is about opens."""
     from operations.models import WorkerHeartbeat
 
-    WorkerHeartbeat.objects.update_or_create(cluster="inventory", defaults={"beat_at": timezone.now()})
+    WorkerHeartbeat.objects.update_or_create(
+        cluster="inventory", defaults={"beat_at": timezone.now()}
+    )
 
 
 @pytest.fixture

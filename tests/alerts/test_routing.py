@@ -65,7 +65,10 @@ def test_it_sends_acme_discrepancies_to_the_platform_and_acme_never_to_globex(
     assert globex_client.get("/orgs/acme/alerts/channels/").status_code == 404
     assert globex_client.get("/alerts/").status_code == 403
     acme_channel = Channel.objects.get(name="acme hook")
-    assert globex_client.post(f"/orgs/globex/alerts/channels/{acme_channel.id}/test/").status_code == 404
+    assert (
+        globex_client.post(f"/orgs/globex/alerts/channels/{acme_channel.id}/test/").status_code
+        == 404
+    )
     assert (
         globex_client.post(f"/orgs/globex/alerts/channels/{acme_channel.id}/delete/").status_code
         == 404
