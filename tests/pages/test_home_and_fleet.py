@@ -151,6 +151,23 @@ def test_the_fleet_shows_jobs_run_from_the_command_line(as_admin, acme):
     assert "succeeded ·" in row and "passed" in row and row.count("never") == 1
 
 
+def test_the_fleet_shows_a_dead_backfill_as_interrupted_without_polling(as_admin, acme):
+    from django.utils import timezone
+
+    from operations.jobs import job_run_create
+    from operations.models import JobRun
+
+    job = job_run_create(kind="backfill", schema_name="acme")
+    now = timezone.now()
+    JobRun.objects.filter(pk=job.pk).update(
+        status="running", started_at=now, heartbeat_at=now, worker="gone-worker"
+    )
+    row = _fleet_row(text(as_admin.get("/fleet/")), "acme")
+    job.refresh_from_db()
+    assert job.status == "interrupted" and "gone-worker" in job.error
+    assert "interrupted ·" in row and "running" not in row
+
+
 def test_the_fleet_flags_objects_recorded_as_applied_but_missing(as_admin, acme):
     from django.db import connection
 

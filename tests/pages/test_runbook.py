@@ -110,6 +110,50 @@ def test_it_redirects_to_the_runbook_with_a_message_without_htmx(as_admin, sync_
     assert f"Started validate (job {job.id})." in messages_of(response)
 
 
+def test_it_answers_409_and_queues_nothing_when_the_job_is_already_under_way(as_admin):
+    from django_q.models import OrmQ
+
+    first = as_admin.post("/orgs/acme/runbook/jobs/validate/", **HX)  # queued, no worker here
+    assert first.status_code == 200
+    [job] = JobRun.objects.all()
+    assert job.status == "queued" and job.task_id and OrmQ.objects.count() == 1
+
+    second = as_admin.post("/orgs/acme/runbook/jobs/validate/", **HX)
+    assert second.status_code == 409
+    html = text(second)
+    assert f'id="jobrun-{job.id}"' in html  # the page follows the run already under way
+    assert f"A validate job for acme is already queued (job {job.id}" in html
+    assert list(JobRun.objects.values_list("id", "status")) == [(job.id, "queued")]
+    assert OrmQ.objects.count() == 1
+
+    # Without htmx: back to the runbook, saying why nothing started (not "Started").
+    response = as_admin.post("/orgs/acme/runbook/jobs/validate/", follow=True)
+    assert response.redirect_chain == [("/orgs/acme/runbook/", 302)]
+    [message] = messages_of(response)
+    assert message.startswith(f"A validate job for acme is already queued (job {job.id}")
+    assert JobRun.objects.count() == 1 and OrmQ.objects.count() == 1
+
+
+def _dead_running_run(kind: str, schema: str) -> JobRun:
+    """A run marked running whose worker is gone: nobody holds its lock, nobody polls it."""
+    from django.utils import timezone
+
+    job = job_run_create(kind=kind, schema_name=schema)
+    now = timezone.now()
+    JobRun.objects.filter(pk=job.pk).update(
+        status="running", started_at=now, heartbeat_at=now, worker="gone-worker"
+    )
+    return job
+
+
+def test_the_runbook_shows_a_dead_run_as_interrupted_without_polling(as_admin):
+    job = _dead_running_run("backfill", "acme")
+    html = text(as_admin.get("/orgs/acme/runbook/"))
+    job.refresh_from_db()
+    assert job.status == "interrupted" and "gone-worker" in job.error
+    assert "backfill · interrupted" in html and "backfill · running" not in html
+
+
 def test_the_backfill_job_repairs_the_balances(as_admin, sync_jobs, acme):
     from django_tenants.utils import schema_context
 
