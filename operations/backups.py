@@ -63,25 +63,50 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def backup_create(*, progress=None) -> BackupRecord:
-    """Dump the whole database (every schema) to BACKUP_DIR. Raises on failure, after recording it."""
-    started = timezone.now()
-    t0 = time.monotonic()
-    name = f"inventory-{started:%Y%m%dT%H%M%S}-{started.microsecond:06d}Z{SUFFIX}"
-    folder = backup_dir()
-    final, partial = folder / name, folder / (name + ".partial")
-    record = BackupRecord.objects.create(
-        file_name=name, status=BackupRecord.Status.FAILED, started_at=started, error="in progress"
+def _figures(cursor) -> dict:
+    """Per organisation schema: ledger rows and quantity sum, balance rows and quantity sum,
+    read in the caller's snapshot (the dump's). Schemas without the tables are left out."""
+    cursor.execute(
+        "SELECT o.schema_name, to_regclass(quote_ident(o.schema_name) || '.inventory_ledger'), "
+        "to_regclass(quote_ident(o.schema_name) || '.inventory_balances') "
+        "FROM organizations o WHERE o.schema_name <> %s ORDER BY 1",
+        [settings.PUBLIC_SCHEMA_NAME],
     )
-    if progress:
-        progress(0, 2, f"pg_dump to {name}")
-    try:
+    figures = {}
+    for schema, ledger, balances in cursor.fetchall():
+        if ledger is None:
+            continue
+        q = connection.ops.quote_name(schema)
+        cursor.execute(f"SELECT count(*), coalesce(sum(qty_canonical), 0) FROM {q}.inventory_ledger")
+        rows, qty = cursor.fetchone()
+        entry = {"ledger_rows": rows, "ledger_qty": str(qty)}
+        if balances is not None:
+            cursor.execute(
+                f"SELECT count(*), coalesce(sum(qty_canonical), 0) FROM {q}.inventory_balances"
+            )
+            rows, qty = cursor.fetchone()
+            entry.update(balance_rows=rows, balance_qty=str(qty))
+        figures[schema] = entry
+    return figures
+
+
+def _dump(partial: Path) -> dict:
+    """pg_dump in a snapshot exported by a REPEATABLE READ transaction that also reads the
+    figures: what the backup records is exactly what it holds, even while others post."""
+    import psycopg
+
+    with psycopg.connect(_conninfo()) as snap:
+        snap.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        snapshot = snap.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        with snap.cursor() as cursor:
+            figures = _figures(cursor)
         result = subprocess.run(
             [
                 pg_tool("pg_dump"),
                 "--format=custom",
                 "--compress=6",
                 "--no-owner",
+                f"--snapshot={snapshot}",
                 "--file",
                 str(partial),
                 "--dbname",
@@ -91,10 +116,31 @@ def backup_create(*, progress=None) -> BackupRecord:
             text=True,
             timeout=6 * 3600,
         )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"pg_dump failed ({result.returncode}): {result.stderr.strip()[:2000]}"
-            )
+        snap.rollback()
+    if result.returncode != 0:
+        raise RuntimeError(f"pg_dump failed ({result.returncode}): {result.stderr.strip()[:2000]}")
+    return figures
+
+
+def backup_create(*, progress=None) -> BackupRecord:
+    """Dump the whole database (every schema) to BACKUP_DIR, then (when configured) copy it
+    off-site encrypted. Raises on failure, after recording it; a failed off-site copy leaves the
+    local backup ok and the job failed."""
+    from operations.offsite import OffsiteError, offsite_config, offsite_prune, offsite_upload
+
+    started = timezone.now()
+    t0 = time.monotonic()
+    name = f"inventory-{started:%Y%m%dT%H%M%S}-{started.microsecond:06d}Z{SUFFIX}"
+    folder = backup_dir()
+    final, partial = folder / name, folder / (name + ".partial")
+    record = BackupRecord.objects.create(
+        file_name=name, status=BackupRecord.Status.FAILED, started_at=started, error="in progress"
+    )
+    steps = 3
+    if progress:
+        progress(0, steps, f"pg_dump to {name}")
+    try:
+        record.figures = _dump(partial)
         with partial.open("rb") as fh:
             os.fsync(fh.fileno())
         os.replace(partial, final)
@@ -115,22 +161,49 @@ def backup_create(*, progress=None) -> BackupRecord:
         record.finished_at = timezone.now()
         record.duration_seconds = round(time.monotonic() - t0, 3)
         record.save()
+    offsite_failure, config = None, None
+    try:
+        config = offsite_config()
+        if config is not None:
+            if progress:
+                progress(1, steps, f"encrypting and uploading to s3://{config.bucket}")
+            offsite_upload(record, final, config)
+    except OffsiteError as err:
+        offsite_failure = err
+        if record.remote_status != BackupRecord.RemoteStatus.FAILED:  # configuration error
+            record.remote_status, record.remote_error = BackupRecord.RemoteStatus.FAILED, str(err)
+            record.save(update_fields=["remote_status", "remote_error"])
     if progress:
-        progress(1, 2, "pruning old backups")
+        progress(2, steps, "pruning old backups")
     backups_prune()
+    if offsite_failure is None and config is not None:
+        offsite_prune(config)
+    if offsite_failure is not None:
+        raise offsite_failure
     if progress:
-        progress(2, 2, f"{record.file_name}: {record.size_bytes} bytes")
+        progress(steps, steps, f"{record.file_name}: {record.size_bytes} bytes")
     return record
 
 
 def backups_prune(*, keep: int | None = None) -> list[str]:
     """Keep the newest `keep` good backups (BACKUP_RETENTION); delete the older files."""
+    from operations.offsite import OffsiteError, offsite_config
+
     keep = settings.BACKUP_RETENTION if keep is None else keep
     old = list(
         BackupRecord.objects.filter(status=BackupRecord.Status.OK).order_by("-started_at")[keep:]
     )
+    try:
+        offsite = offsite_config() is not None
+    except OffsiteError:
+        offsite = True  # configured, but wrongly: keep everything until it is fixed
     removed = []
     for record in old:
+        if offsite and record.remote_status not in (
+            BackupRecord.RemoteStatus.VERIFIED,
+            BackupRecord.RemoteStatus.PRUNED,
+        ):
+            continue  # nothing is deleted locally before its off-site copy is verified
         (backup_dir() / record.file_name).unlink(missing_ok=True)
         record.status = BackupRecord.Status.PRUNED
         record.save(update_fields=["status"])
@@ -191,11 +264,58 @@ def _judge(good: list[BackupRecord], max_age_hours: float, min_ratio: float) -> 
             False,
             f"newest backup {newest.file_name} is unreadable: {listing.stderr.strip()[:300]}",
         )
-    return True, f"newest backup {newest.file_name}: {size} bytes, {age_h:.1f} h old, readable"
+    message = f"newest backup {newest.file_name}: {size} bytes, {age_h:.1f} h old, readable"
+    from operations.offsite import OffsiteError, offsite_check, offsite_config
+
+    try:
+        config = offsite_config()
+    except OffsiteError as err:
+        return False, f"off-site copies misconfigured: {err}"
+    if config is not None:
+        ok, remote = offsite_check(newest, config)
+        if not ok:
+            return False, remote
+        message += f"; {remote}"
+    ok, drill = drill_freshness()
+    if not ok:
+        return False, drill
+    return True, f"{message}; {drill}"
+
+
+def drill_freshness() -> tuple[bool, str]:
+    """The last good restore drill must be younger than BACKUP_DRILL_MAX_AGE_DAYS (default 8)."""
+    from operations.models import RestoreDrill
+
+    max_days = float(os.environ.get("BACKUP_DRILL_MAX_AGE_DAYS", 8))
+    last = RestoreDrill.objects.filter(ok=True).order_by("-started_at").first()
+    if last is None:
+        if not drills_required():
+            return True, "no restore drill yet"
+        return False, "no restore drill has succeeded"
+    age_d = (timezone.now() - last.started_at).total_seconds() / 86400
+    if age_d > max_days:
+        return False, f"last good restore drill is {age_d:.1f} days old (limit {max_days:g})"
+    return True, f"last good restore drill {age_d:.1f} days ago"
+
+
+def drills_required() -> bool:
+    """Once the first drill has run (or the oldest backup is older than the drill limit), a
+    missing good drill fails the monitor: a fresh install is not failing on day one."""
+    from operations.models import RestoreDrill
+
+    if RestoreDrill.objects.exists():
+        return True
+    max_days = float(os.environ.get("BACKUP_DRILL_MAX_AGE_DAYS", 8))
+    first = BackupRecord.objects.order_by("started_at").first()
+    return first is not None and (timezone.now() - first.started_at).days >= max_days
 
 
 def newest_backup_status() -> dict | None:
-    """For /health: None until a backup was ever attempted."""
+    """For /health: None until a backup was ever attempted. Fails on an old newest backup, a
+    failed off-site copy, a failing last monitor run (about the newest backup) and a stale drill."""
+    from operations.models import RestoreDrill
+    from operations.offsite import OffsiteError, offsite_config
+
     newest = (
         BackupRecord.objects.filter(status=BackupRecord.Status.OK).order_by("-started_at").first()
     )
@@ -203,14 +323,44 @@ def newest_backup_status() -> dict | None:
         if not BackupRecord.objects.exists():
             return None
         return {"ok": False, "newest": None, "message": "no successful backup"}
+    problems = []
     age = (timezone.now() - newest.started_at).total_seconds()
-    ok = age <= settings.BACKUP_MAX_AGE_HOURS * 3600
+    if age > settings.BACKUP_MAX_AGE_HOURS * 3600:
+        problems.append(f"newest backup is older than {settings.BACKUP_MAX_AGE_HOURS} h")
+    try:
+        offsite = offsite_config() is not None
+    except OffsiteError as err:
+        offsite = True
+        problems.append(f"off-site copies misconfigured: {err}")
+    if offsite and newest.remote_status != BackupRecord.RemoteStatus.VERIFIED:
+        problems.append(
+            f"off-site copy not verified: {newest.remote_error or 'not uploaded'}"[:300]
+        )
     last_check = BackupCheck.objects.order_by("-checked_at").first()
+    if (
+        last_check is not None
+        and not last_check.ok
+        and (newest.finished_at is None or last_check.checked_at >= newest.finished_at)
+    ):
+        problems.append(f"backup monitor: {last_check.message}")
+    drill_ok, drill_message = drill_freshness()
+    if not drill_ok:
+        problems.append(drill_message)
+    last_drill = RestoreDrill.objects.order_by("-started_at").first()
     return {
-        "ok": ok,
+        "ok": not problems,
         "newest": newest.file_name,
         "age_seconds": round(age),
         "size_bytes": newest.size_bytes,
+        "remote": None
+        if not offsite
+        else {
+            "status": newest.remote_status,
+            "key": newest.remote_key,
+            "verified_at": newest.remote_verified_at.isoformat()
+            if newest.remote_verified_at
+            else None,
+        },
         "last_monitor": None
         if last_check is None
         else {
@@ -218,9 +368,13 @@ def newest_backup_status() -> dict | None:
             "message": last_check.message,
             "at": last_check.checked_at.isoformat(),
         },
-        **(
-            {}
-            if ok
-            else {"message": f"newest backup is older than {settings.BACKUP_MAX_AGE_HOURS} h"}
-        ),
+        "last_drill": None
+        if last_drill is None
+        else {
+            "ok": last_drill.ok,
+            "message": last_drill.message,
+            "at": last_drill.started_at.isoformat(),
+            "seconds": last_drill.duration_seconds,
+        },
+        **({"message": "; ".join(problems)} if problems else {}),
     }

@@ -30,6 +30,8 @@ class JobRun(models.Model):
         MIGRATE = "migrate"
         ROLLBACK = "rollback"
         REPAIR = "repair"
+        RESTORE_DRILL = "restore_drill"
+        RESTORE_ORG = "restore_org"
 
     class Status(models.TextChoices):
         QUEUED = "queued"
@@ -117,8 +119,16 @@ class JobRun(models.Model):
         return None
 
 
+class RemoteStatus(models.TextChoices):
+    VERIFIED = "verified"  # uploaded, read back, checksum equal
+    FAILED = "failed"  # upload refused or the read-back differed; remote_error says which
+    PRUNED = "pruned"  # deleted from the bucket by its retention
+
+
 class BackupRecord(models.Model):
     """One pg_dump archive. Only status=ok rows with their file present count as backups."""
+
+    RemoteStatus = RemoteStatus
 
     class Status(models.TextChoices):
         OK = "ok"
@@ -133,6 +143,18 @@ class BackupRecord(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_seconds = models.FloatField(default=0)
     error = models.TextField(blank=True, default="")
+    # What the database held when the dump was taken, read in the dump's own snapshot:
+    # {schema: {"ledger_rows", "ledger_qty", "balance_rows", "balance_qty"}}; a drill compares.
+    figures = models.JSONField(default=dict, blank=True)
+    # The off-site copy (operations/offsite.py): encrypted object, its SHA-256 re-read after upload.
+    remote_status = models.CharField(
+        max_length=10, choices=RemoteStatus.choices, blank=True, default=""
+    )
+    remote_key = models.CharField(max_length=500, blank=True, default="")
+    remote_size = models.BigIntegerField(default=0)
+    remote_sha256 = models.CharField(max_length=64, blank=True, default="")
+    remote_verified_at = models.DateTimeField(null=True, blank=True)
+    remote_error = models.TextField(blank=True, default="")
 
     class Meta:
         db_table = "operations_backups"
@@ -158,3 +180,26 @@ class BackupCheck(models.Model):
 
     def __str__(self) -> str:
         return f"{'ok' if self.ok else 'FAIL'} {self.message}"
+
+
+class RestoreDrill(models.Model):
+    """A restore of the newest backup into a scratch database, checked, then dropped (drills.py)."""
+
+    # The backup's file name, not a foreign key: backups are pruned, drills are kept.
+    backup_file = models.CharField(max_length=255, blank=True, default="")
+    source = models.CharField(max_length=10, blank=True, default="")  # "remote" or "local"
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_seconds = models.FloatField(default=0)
+    ok = models.BooleanField(default=False)
+    message = models.CharField(max_length=500, blank=True, default="")
+    # Per schema: validation outcome and the recorded versus restored figures.
+    details = models.JSONField(default=dict, blank=True)
+    requested_by = models.CharField(max_length=150, blank=True, default="")
+
+    class Meta:
+        db_table = "operations_restore_drills"
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"drill {'ok' if self.ok else 'FAIL'} {self.started_at:%Y-%m-%d %H:%M}"
