@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.utils.text import capfirst
 from django.views.decorators.http import require_GET, require_POST
 
 from operations.dispatch import job_start
@@ -31,8 +33,10 @@ def backups_page(request) -> HttpResponse:
 @require_POST
 def backup_now(request) -> HttpResponse:
     job = job_start(kind=JobRun.Kind.BACKUP, requested_by=request.user.get_username())
+    # A backup already under way is not started twice: 409, and the page follows that one.
+    refused = getattr(job, "refused", False)
     if request.headers.get("HX-Request"):
-        return render(request, "operations/_job.html", {"job": job})
-    from django.shortcuts import redirect
-
+        return render(request, "operations/_job.html", {"job": job}, status=409 if refused else 200)
+    if refused:
+        messages.error(request, f"{capfirst(job.refusal)}.")
     return redirect("backups")

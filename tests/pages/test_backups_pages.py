@@ -81,6 +81,23 @@ def test_it_returns_the_job_partial_to_htmx(as_admin, sync_jobs, backup_dir):
     assert status["HX-Trigger"] == "job-finished" and "backup: succeeded" in text(status)
 
 
+def test_it_answers_409_and_queues_nothing_while_a_backup_is_under_way(as_admin, backup_dir):
+    from django_q.models import OrmQ
+
+    assert as_admin.post("/backups/now/", **HX).status_code == 200  # queued, no worker here
+    [job] = JobRun.objects.all()
+    assert job.status == "queued" and OrmQ.objects.count() == 1
+    second = as_admin.post("/backups/now/", **HX)
+    assert second.status_code == 409
+    assert f'id="jobrun-{job.id}"' in text(second)
+    assert f"A backup job for the platform is already queued (job {job.id}" in text(second)
+    response = as_admin.post("/backups/now/", follow=True)
+    assert response.redirect_chain == [("/backups/", 302)]
+    assert [str(m) for m in response.context["messages"]][0].startswith("A backup job for the")
+    assert list(JobRun.objects.values_list("id", "status")) == [(job.id, "queued")]
+    assert OrmQ.objects.count() == 1 and BackupRecord.objects.count() == 0
+
+
 def test_it_takes_backups_only_on_post(as_admin, backup_dir):
     assert as_admin.get("/backups/now/").status_code == 405
     assert as_admin.post("/backups/").status_code == 405
