@@ -249,6 +249,10 @@ Q_CLUSTER = {
 }
 WORKER_HEARTBEAT_MAX_AGE_SECONDS = env_int("WORKER_HEARTBEAT_MAX_AGE_SECONDS", 300)
 HEALTH_REQUIRE_WORKER = env_bool("HEALTH_REQUIRE_WORKER", True)
+# A running job beats this often (operations/jobs.py); one silent for longer than
+# JOB_STALE_SECONDS is given up as stopped (keep it well above the beat).
+JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 10)
+JOB_STALE_SECONDS = env_int("JOB_STALE_SECONDS", 120)
 
 # --- Domain settings ------------------------------------------------------------------------
 RECONCILIATION_TOLERANCE = env_decimal("RECONCILIATION_TOLERANCE", "0.01")

@@ -12,6 +12,8 @@ class OperationsConfig(AppConfig):
     def ready(self) -> None:
         from django_q.signals import post_spawn
 
+        from operations import tasks  # noqa: F401 - declares the backup and migrate job kinds
+
         post_spawn.connect(_beat_on_spawn, dispatch_uid="operations-heartbeat-on-spawn")
 
 

@@ -1,7 +1,8 @@
 """Job runs: a record per long job that pages poll for progress and outcome.
 
-`job_run_execute` is the one wrapper every task and command uses: it marks the run started, passes
-a progress callback to the service, and records success or the error. Progress writes go through
+`job_run_execute` is the one wrapper every run goes through (operations/registry.py calls it with
+the function an app registered for the run's kind): it marks the run started, passes a progress
+callback to the job, and records success or the error. Progress writes go through
 their own autocommit statements, so a page sees them while the job's own transactions run.
 
 Surviving killed processes:
@@ -51,11 +52,11 @@ QUEUED_GRACE_SECONDS = 30
 
 
 def heartbeat_seconds() -> float:
-    return float(getattr(settings, "JOB_HEARTBEAT_SECONDS", 10))
+    return float(settings.JOB_HEARTBEAT_SECONDS)
 
 
 def stale_seconds() -> float:
-    return float(getattr(settings, "JOB_STALE_SECONDS", 120))
+    return float(settings.JOB_STALE_SECONDS)
 
 
 class JobAlreadyRunning(Exception):

@@ -1,20 +1,31 @@
-"""django-q2 task entry points for platform-wide jobs. Tasks without a tenant run in public on
-purpose: they enter the public schema explicitly, since a worker keeps whatever schema its
-previous task left on the connection."""
+"""django-q2 task entry points, and the platform's own job kinds (backup, migrate).
+
+Tasks without a tenant run in public on purpose: they enter the public schema explicitly, since
+a worker keeps whatever schema its previous task left on the connection. The paths
+`operations.tasks.worker_heartbeat`, `.backup_database` and `.monitor_backups` are named by
+Schedule rows in existing databases (operations/schedules.py): keep them."""
 
 from __future__ import annotations
 
 import logging
 
 from django.conf import settings
+from django.core.management import call_command
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from operations.backups import backup_create, backups_monitor
-from operations.jobs import JobAlreadyRunning, job_run_create, job_run_execute, job_runs_reap
+from operations.jobs import JobAlreadyRunning, job_run_create, job_runs_reap
 from operations.models import JobRun, WorkerHeartbeat
+from operations.registry import JobResult, Progress, job_kind_register, job_run_registered
+from tenants.schemas import tenant_schemas
 
 log = logging.getLogger(__name__)
+
+
+def job_run_task(*, job_id: int) -> dict:
+    """The one task every page-started job is queued as (operations.dispatch.job_start)."""
+    return job_run_registered(job_id).result
 
 
 def worker_heartbeat() -> str:
@@ -29,32 +40,17 @@ def worker_heartbeat() -> str:
     return now.isoformat()
 
 
-def _backup_summary(record) -> dict:
-    return {
-        "file": record.file_name,
-        "size_bytes": record.size_bytes,
-        "sha256": record.sha256,
-        "seconds": record.duration_seconds,
-        "summary": f"{record.file_name}: {record.size_bytes} bytes",
-    }
-
-
-def backup_job_run(job_id: int) -> JobRun:
-    """The backup as a job run, for every door: the page's task, the schedule, the command."""
-    with schema_context(settings.PUBLIC_SCHEMA_NAME):
-        return job_run_execute(
-            job_id, lambda progress: _backup_summary(backup_create(progress=progress))
-        )
-
-
 def backup_database(job_id: int | None = None) -> dict:
-    if job_id is None:  # the schedule: recorded like a backup started from a page
-        try:
-            job_id = job_run_create(kind=JobRun.Kind.BACKUP, requested_by="schedule").id
-        except JobAlreadyRunning as err:
-            log.info("scheduled backup skipped: %s", err)
-            return {"skipped": str(err)}
-    return backup_job_run(job_id).result
+    """The schedule's backup, recorded like a backup started from a page. (With a job id: a
+    page's backup queued before job_run_task existed.)"""
+    if job_id is not None:
+        return job_run_registered(job_id).result
+    try:
+        job_id = job_run_create(kind=JobRun.Kind.BACKUP, requested_by="schedule").id
+    except JobAlreadyRunning as err:
+        log.info("scheduled backup skipped: %s", err)
+        return {"skipped": str(err)}
+    return job_run_registered(job_id).result
 
 
 def monitor_backups() -> dict:
@@ -66,38 +62,41 @@ def monitor_backups() -> dict:
     return {"ok": True, "message": result.message}
 
 
-def _migrate(schema_name: str, job_id: int, *args: str) -> dict:
-    from django.core.management import call_command
-
-    from tenants.schemas import tenant_schemas
-
-    def work(progress):
-        tenant_schemas(schema=schema_name)  # refuses an unknown schema
-        progress(0, 1, "migrating " + " ".join(args or ("all apps",)))
-        call_command(
-            "migrate_schemas", *args, schema_name=schema_name, interactive=False, verbosity=0
-        )
-        with schema_context(settings.PUBLIC_SCHEMA_NAME):
-            from operations.health import pending_migrations_by_schema
-
-            pending = pending_migrations_by_schema([schema_name])[schema_name]
-        progress(1, 1, "done")
-        return {
-            "pending": pending,
-            "summary": "all migrations applied"
-            if not pending
-            else f"{len(pending)} migration(s) not applied",
-        }
-
-    return job_run_execute(job_id, work).result
+# --- the platform's job kinds --------------------------------------------------------------------
 
 
-def migrate_tenant(schema_name: str, job_id: int) -> dict:
+@job_kind_register(JobRun.Kind.BACKUP)
+def backup(*, schema_name: str, progress: Progress) -> JobResult:
+    """The whole database (every schema); `schema_name` only records which runbook asked."""
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        record = backup_create(progress=progress)
+    return JobResult(
+        summary=f"backup {record.file_name}: {record.size_bytes} bytes, "
+        f"sha256 {record.sha256[:16]}…, {record.duration_seconds:.2f}s",
+        data={
+            "file": record.file_name,
+            "size_bytes": record.size_bytes,
+            "sha256": record.sha256,
+            "seconds": record.duration_seconds,
+        },
+    )
+
+
+@job_kind_register(JobRun.Kind.MIGRATE)
+def migrate(*, schema_name: str, progress: Progress) -> JobResult:
     """The runbook's 'apply migrations': migrate_schemas for one tenant schema."""
-    return _migrate(schema_name, job_id)
+    from operations.health import pending_migrations_by_schema
 
-
-def rollback_tenant(schema_name: str, job_id: int) -> dict:
-    """The guide's rollback for one tenant: migrate inventory back to 0001 (drops trigger,
-    function and balance table by their reverse SQL)."""
-    return _migrate(schema_name, job_id, "inventory", "0001")
+    tenant_schemas(schema=schema_name)  # refuses an unknown schema
+    progress(0, 1, "migrating all apps")
+    call_command("migrate_schemas", schema_name=schema_name, interactive=False, verbosity=0)
+    with schema_context(settings.PUBLIC_SCHEMA_NAME):
+        pending = pending_migrations_by_schema([schema_name])[schema_name]
+    progress(1, 1, "done")
+    return JobResult(
+        summary="all migrations applied"
+        if not pending
+        else f"{len(pending)} migration(s) not applied",
+        data={"pending": pending},
+        ok=not pending,
+    )

@@ -7,6 +7,7 @@ class ReconciliationConfig(AppConfig):
 
     def ready(self) -> None:
         from inventory.signals import balances_rebuilt
+        from reconciliation import jobs  # noqa: F401 - declares the reconcile job kind
         from reconciliation.receivers import close_resolved_after_backfill
 
         balances_rebuilt.connect(

@@ -329,7 +329,7 @@ def test_the_command_line_backfill_and_validation_are_recorded_like_the_pages_jo
     ]
     backfill, validate = runs
     assert backfill.result["ledger_rows"] == 7 and backfill.finished_at is not None
-    assert backfill.message == "7 ledger rows read, 0 balance rows written"
+    assert backfill.message == "7 ledger rows read, 0 balance rows written, 0 removed"
     assert validate.result["ok"] is True and validate.message == "all checks passed"
     assert backfill.requested_by.startswith("cli")
 

@@ -12,9 +12,10 @@ from django.db import connection
 from django_q.models import Schedule
 from django_tenants.utils import schema_context
 
-from inventory.tasks import backfill_tenant, validate_tenant
 from operations.jobs import job_run_create
 from operations.models import JobRun
+from operations.schedules import SCHEDULES
+from operations.tasks import job_run_task
 from reconciliation.models import ReconciliationRun
 from reconciliation.tasks import reconcile_all_scheduled, reconcile_tenant, scheduled_mode
 from tests.inventory.helpers import balance_mismatches, make_catalog
@@ -27,13 +28,13 @@ def test_schedules_are_created_once_however_often_setup_runs(capsys):
     call_command("setup_schedules")
     call_command("setup_schedules")
     schedules = {s.name: s for s in Schedule.objects.all()}
-    assert set(schedules) == {
+    assert set(schedules) == {s.name for s in SCHEDULES} >= {
         "worker heartbeat",
         "backup database",
         "reconcile balances",
         "monitor backups",
     }
-    assert Schedule.objects.count() == 4
+    assert Schedule.objects.count() == len(SCHEDULES)
     assert schedules["reconcile balances"].cron == "0 2 * * *"
     assert schedules["monitor backups"].cron == "0 3 * * *"
     assert schedules["reconcile balances"].next_run.astimezone(ZoneInfo("UTC")).hour == 2
@@ -72,7 +73,7 @@ def test_a_task_runs_in_its_own_schema_whatever_the_worker_was_left_in(acme, glo
     _skew("acme", "0.002")
     # A worker whose previous task left the connection in acme:
     connection.set_tenant(acme)
-    summary = reconcile_tenant("globex", "full")
+    summary = reconcile_tenant(schema_name="globex", mode="full")
     assert summary["schema"] == "globex" and summary["auto_corrected"] == 1
     assert balance_mismatches("globex") == [] and balance_mismatches("acme") != []
     assert ReconciliationRun.objects.get().organization == globex
@@ -108,7 +109,7 @@ def test_a_backfill_job_records_progress_and_outcome(acme):
     _skew("acme", "3")
     job = job_run_create(kind="backfill", schema_name="acme", requested_by="admin")
     assert job.status == "queued"
-    result = backfill_tenant("acme", job.id)
+    result = job_run_task(job_id=job.id)
     job.refresh_from_db()
     assert job.status == "succeeded" and job.done == job.total >= 1 and job.percent == 100
     assert job.result["ledger_rows"] == 1 == result["ledger_rows"]
@@ -119,14 +120,14 @@ def test_a_backfill_job_records_progress_and_outcome(acme):
 def test_a_failing_job_records_its_error(acme):
     job = job_run_create(kind="validate", schema_name="nope")
     with pytest.raises(Exception):  # noqa: B017 - any failure must be recorded
-        validate_tenant("nope", job.id)
+        job_run_task(job_id=job.id)
     job.refresh_from_db()
     assert job.status == "failed" and job.error and job.finished_at
 
 
 def test_a_validation_job_reports_each_check(acme):
     job = job_run_create(kind="validate", schema_name="acme")
-    validate_tenant("acme", job.id)
+    job_run_task(job_id=job.id)
     job.refresh_from_db()
     assert job.status == "succeeded" and job.result["ok"] is True
     assert {c["name"] for c in job.result["checks"]} >= {
@@ -222,7 +223,7 @@ def test_a_queued_run_whose_task_is_gone_is_interrupted(acme):
 
     lost = job_run_create(kind="backfill", schema_name="acme")
     waiting = job_run_create(kind="backfill", schema_name="globex")
-    task_id = async_task("inventory.tasks.backfill_tenant", "globex", waiting.id)
+    task_id = async_task("operations.tasks.job_run_task", job_id=waiting.id)
     long_ago = timezone.now() - timezone.timedelta(minutes=5)
     JobRun.objects.filter(pk=lost.pk).update(task_id="0" * 32, created_at=long_ago)
     JobRun.objects.filter(pk=waiting.pk).update(task_id=task_id, created_at=long_ago)
@@ -237,7 +238,7 @@ def test_a_task_handed_out_again_does_not_run_its_job_twice(acme):
     for status in ("interrupted", "succeeded", "failed"):
         job = job_run_create(kind="backfill", schema_name="acme")
         JobRun.objects.filter(pk=job.pk).update(status=status, message="as it was")
-        backfill_tenant("acme", job.id)
+        job_run_task(job_id=job.id)
         job.refresh_from_db()
         assert job.status == status and job.message == "as it was" and job.started_at is None
     assert balance_mismatches("acme") != []
@@ -246,7 +247,7 @@ def test_a_task_handed_out_again_does_not_run_its_job_twice(acme):
 def test_a_running_run_handed_out_again_is_interrupted_not_rerun(acme):
     _skew("acme", "3")
     job = _running()
-    backfill_tenant("acme", job.id)  # nobody holds its lock: its worker is gone
+    job_run_task(job_id=job.id)  # nobody holds its lock: its worker is gone
     job.refresh_from_db()
     assert job.status == "interrupted" and balance_mismatches("acme") != []
 
@@ -379,3 +380,153 @@ def test_a_second_start_from_the_page_queues_nothing_and_says_so(admin_client, a
     html = response.content.decode()
     assert f'id="jobrun-{job.id}"' in html and "is already queued" in html
     assert OrmQ.objects.count() == 1
+
+
+# --- job kinds that apps declare (issue 10.2) ------------------------------------------------------
+
+
+def test_it_runs_a_registered_kind_with_the_options_kept_on_the_run(acme, monkeypatch):
+    from django_q.models import OrmQ
+
+    from operations import registry
+    from operations.dispatch import job_start
+    from operations.registry import JobResult, job_kind_register
+
+    monkeypatch.setattr(registry, "_KINDS", dict(registry._KINDS))  # the test's kind goes after
+    calls = []
+
+    @job_kind_register("zz_probe", options={"n": 1})
+    def probe(*, schema_name, progress, n=1, requested_by=""):
+        calls.append((schema_name, n, requested_by, connection.schema_name))
+        progress(1, 2, "half")
+        return JobResult(summary=f"{n} probed", data={"n": n})
+
+    job = job_start(kind="zz_probe", schema_name="acme", requested_by="ann", n=3)
+    assert JobRun.objects.get(pk=job.pk).params == {"n": 3}
+    [queued] = OrmQ.objects.all()
+    assert queued.func() == "operations.tasks.job_run_task"
+    assert queued.args() == () and queued.kwargs()["job_id"] == job.id
+    result = job_run_task(job_id=job.id)
+    job.refresh_from_db()
+    assert calls == [("acme", 3, "ann", "public")]
+    assert result == {"n": 3, "ok": True, "summary": "3 probed"} == job.result
+    assert (job.status, job.message, job.done, job.total) == ("succeeded", "3 probed", 1, 2)
+
+
+def test_it_refuses_an_unknown_kind_or_option_and_records_nothing(acme):
+    from django_q.models import OrmQ
+
+    from operations.dispatch import job_start
+
+    with pytest.raises(ValueError, match="unknown job kind 'nope'"):
+        job_start(kind="nope", schema_name="acme")
+    with pytest.raises(TypeError, match="backfill job: unknown option"):
+        job_start(kind="backfill", schema_name="acme", mode="full")
+    assert JobRun.objects.count() == 0 and OrmQ.objects.count() == 0
+
+
+def test_it_registers_every_kind_from_the_app_that_owns_it():
+    from operations.registry import job_kind
+
+    expected = {
+        "backfill": "inventory.jobs",
+        "validate": "inventory.jobs",
+        "repair": "inventory.jobs",
+        "rollback": "inventory.jobs",
+        "reconcile": "reconciliation.jobs",
+        "backup": "operations.tasks",
+        "migrate": "operations.tasks",
+    }
+    assert {kind: job_kind(kind).func.__module__ for kind in expected} == expected
+
+
+def test_the_job_runner_names_no_other_app():
+    """operations runs the jobs the apps declare; it imports and names none of them."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "operations"
+    named = []
+    for name in ("dispatch.py", "jobs.py", "registry.py", "tasks.py", "apps.py"):
+        tree = ast.parse((root / name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                module = node.module
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                module = node.value
+            else:
+                continue
+            if module.split(".")[0] in {"inventory", "reconciliation", "dashboard"}:
+                named.append(f"{name}: {module}")
+    assert named == []
+
+
+# --- every command that is a job: one already under way is one line, the others still run --------
+
+PER_TENANT_COMMANDS = [
+    ("backfill_balances", [], "backfill"),
+    ("validate_migration", [], "validate"),
+    ("repair_balances", [], "repair"),
+    ("reconcile_balances", ["--full"], "reconcile"),
+]
+
+
+@pytest.mark.parametrize("command,args,kind", PER_TENANT_COMMANDS)
+def test_it_reports_a_run_already_under_way_in_one_line_and_runs_the_other_schemas(
+    acme, globex, command, args, kind
+):
+    from io import StringIO
+
+    from django.core.management.base import CommandError
+
+    busy = job_run_create(kind=kind, schema_name="acme", requested_by="page-user")
+    out, err = StringIO(), StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command(command, *args, stdout=out, stderr=err)
+    assert failed.value.returncode == 1 and "acme" in str(failed.value)
+    assert err.getvalue().splitlines() == [
+        f"acme: a {kind} job for acme is already queued (job {busy.id}, started by page-user); "
+        "not started again"
+    ]
+    runs = {(j.schema_name, j.id == busy.id): j.status for j in JobRun.objects.all()}
+    assert runs == {("acme", True): "queued", ("globex", False): "succeeded"}
+    if command != "validate_migration":  # which prints its checks instead
+        assert f"globex: {JobRun.objects.get(schema_name='globex').message}" in out.getvalue()
+
+
+def test_a_rollback_already_under_way_drops_nothing(acme):
+    from io import StringIO
+
+    from django.core.management.base import CommandError
+
+    busy = job_run_create(kind="rollback", schema_name="acme")
+    err = StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command("rollback_balances", "--schema", "acme", stderr=err)
+    assert failed.value.returncode == 1
+    assert err.getvalue().splitlines() == [
+        f"acme: a rollback job for acme is already queued (job {busy.id}); not started again"
+    ]
+    assert JobRun.objects.count() == 1
+    with schema_context("acme"), connection.cursor() as cur:
+        cur.execute("SELECT to_regclass('inventory_balances') IS NOT NULL")
+        assert cur.fetchone()[0] is True
+
+
+def test_a_backup_already_under_way_is_the_commands_one_error_line(db):
+    from io import StringIO
+
+    from django.core.management.base import CommandError
+
+    from operations.models import BackupRecord
+
+    busy = job_run_create(kind="backup", requested_by="schedule")
+    err = StringIO()
+    with pytest.raises(CommandError) as failed:
+        call_command("backup_database", stderr=err)
+    assert failed.value.returncode == 1 and err.getvalue() == ""
+    assert str(failed.value) == (
+        f"a backup job for the platform is already queued (job {busy.id}, started by schedule); "
+        "not started again"
+    )
+    assert JobRun.objects.count() == 1 and BackupRecord.objects.count() == 0

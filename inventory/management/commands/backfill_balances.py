@@ -1,15 +1,15 @@
 from django.core.management.base import CommandError
 
-from inventory.management.commands._base import TenantCommand
-from inventory.tasks import backfill_work, run_recorded
 from operations.models import JobRun
+from operations.registry import job_runs_for_command
+from tenants.management.base import TenantCommand
 
 
 class Command(TenantCommand):
     help = (
         "Rebuild inventory_balances from the ledger, per tenant. Safe to re-run and to run while "
         "writes continue. Each schema is recorded as a backfill job (fleet, runbook); a schema that "
-        "fails is reported and skipped (exit 1)."
+        "fails or whose backfill is already running is reported and skipped (exit 1)."
     )
 
     def add_arguments(self, parser):
@@ -22,22 +22,12 @@ class Command(TenantCommand):
         if chunk_items < 1:
             raise CommandError("--chunk-items must be at least 1.")
         schemas = self.schemas(schema)
-
-        def write(name, result):
-            self.stdout.write(
-                f"{name}: {result['ledger_rows']} ledger rows read, {result['balance_rows_written']} "
-                f"balance rows written, {result['balance_rows_removed']} removed, {result['seconds']:.2f}s"
-            )
-
-        failed = run_recorded(
-            kind=JobRun.Kind.BACKFILL,
-            schemas=schemas,
-            work_for=lambda name: backfill_work(name, chunk_items=chunk_items),
-            write=write,
-            write_error=self.stderr.write,
+        runs = job_runs_for_command(
+            self, kind=JobRun.Kind.BACKFILL, schemas=schemas, options={"chunk_items": chunk_items}
         )
-        if failed:
+        if runs.not_ok:
             raise CommandError(
-                f"backfill failed in {len(failed)} of {len(schemas)} schema(s): {', '.join(failed)}",
+                f"backfill failed in {len(runs.not_ok)} of {len(schemas)} schema(s): "
+                f"{', '.join(runs.not_ok)}",
                 returncode=1,
             )

@@ -3,9 +3,9 @@ from pathlib import Path
 from django.core.management.base import CommandError
 from django_tenants.utils import schema_context
 
-from inventory.management.commands._base import TenantCommand
 from inventory.services.errors import InventoryError
 from inventory.services.importer import ledger_import_csv
+from tenants.management.base import TenantCommand
 
 
 class Command(TenantCommand):

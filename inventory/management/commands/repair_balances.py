@@ -1,7 +1,8 @@
 from django.core.management.base import CommandError
 
-from inventory.management.commands._base import TenantCommand
-from inventory.tasks import REPAIR, repair_work, run_recorded
+from operations.models import JobRun
+from operations.registry import job_runs_for_command
+from tenants.management.base import TenantCommand
 
 
 class Command(TenantCommand):
@@ -13,24 +14,15 @@ class Command(TenantCommand):
     )
 
     def handle(self, *args, schema=None, **options):
-        schemas = self.schemas(schema)
-        not_ok = []
-
         def write(name, result):
-            self.stdout.write(f"{name}: {result['summary']}")
+            self.stdout.write(f"{name}: {result['summary']} (job {result['job_id']})")
             for line in result["failed"]:
                 self.stdout.write(f"  {line}")
-            if not result["ok"]:
-                not_ok.append(name)
 
-        failed = run_recorded(
-            kind=REPAIR,
-            schemas=schemas,
-            work_for=repair_work,
-            write=write,
-            write_error=self.stderr.write,
+        runs = job_runs_for_command(
+            self, kind=JobRun.Kind.REPAIR, schemas=self.schemas(schema), write=write
         )
-        if failed or not_ok:
+        if runs.not_ok:
             raise CommandError(
-                f"repair did not finish cleanly in {', '.join(failed + not_ok)}", returncode=1
+                f"repair did not finish cleanly in {', '.join(runs.not_ok)}", returncode=1
             )

@@ -1,8 +1,8 @@
 from django.core.management.base import CommandError
 
-from inventory.management.commands._base import TenantCommand
-from inventory.tasks import rollback_work, run_recorded
 from operations.models import JobRun
+from operations.registry import job_runs_for_command
+from tenants.management.base import TenantCommand
 
 
 class Command(TenantCommand):
@@ -17,15 +17,14 @@ class Command(TenantCommand):
 
     def handle(self, *args, schema, **options):
         [schema] = self.schemas(schema)
-        failed = run_recorded(
+        runs = job_runs_for_command(
+            self,
             kind=JobRun.Kind.ROLLBACK,
             schemas=[schema],
-            work_for=rollback_work,
             write=lambda name, result: self.stdout.write(
                 f"{name}: {result['summary']}. Put them back with: "
-                f"manage.py repair_balances --schema {name}"
+                f"manage.py repair_balances --schema {name} (job {result['job_id']})"
             ),
-            write_error=self.stderr.write,
         )
-        if failed:
+        if runs.not_ok:
             raise CommandError(f"rollback failed in {schema}", returncode=1)

@@ -2,9 +2,9 @@ import json
 
 from django.core.management.base import CommandError
 
-from inventory.management.commands._base import TenantCommand
-from inventory.tasks import REPAIR, repair_work, run_recorded, validate_work
 from operations.models import JobRun
+from operations.registry import job_runs_for_command
+from tenants.management.base import TenantCommand
 
 
 class Command(TenantCommand):
@@ -25,15 +25,10 @@ class Command(TenantCommand):
         )
 
     def _validate(self, schemas: list[str]) -> tuple[dict, list[str]]:
-        reports: dict[str, dict] = {}
-        errors = run_recorded(
-            kind=JobRun.Kind.VALIDATE,
-            schemas=schemas,
-            work_for=validate_work,
-            write=lambda name, result: reports.__setitem__(name, result),
-            write_error=self.stderr.write,
+        runs = job_runs_for_command(
+            self, kind=JobRun.Kind.VALIDATE, schemas=schemas, write=lambda name, result: None
         )
-        return reports, errors
+        return runs.results, list(runs.errors)
 
     def handle(self, *args, schema=None, json=False, repair=False, **options):
         schemas = self.schemas(schema)
@@ -42,12 +37,11 @@ class Command(TenantCommand):
             broken = [name for name in schemas if name in errors or not reports[name]["ok"]]
             for name in broken:
                 self.stderr.write(f"{name}: running repair_balances")
-            run_recorded(
-                kind=REPAIR,
+            job_runs_for_command(
+                self,
+                kind=JobRun.Kind.REPAIR,
                 schemas=broken,
-                work_for=repair_work,
                 write=lambda name, result: self.stderr.write(f"{name}: {result['summary']}"),
-                write_error=self.stderr.write,
             )
             if broken:
                 again, errors = self._validate(broken)

@@ -1,5 +1,5 @@
-"""A base for commands that act per tenant schema: adds --schema and runs each schema inside
-its own schema_context."""
+"""A base for commands that act per tenant schema: adds --schema and resolves it to the active
+tenant schemas. Here, in the lowest app, so every app's commands can use it."""
 
 from __future__ import annotations
 
