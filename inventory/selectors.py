@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from django.db import connection
 from django.db.models import Q, Sum
@@ -17,11 +17,15 @@ from django.db.models import Q, Sum
 from inventory.models import Balance, Item, LedgerEntry, Location, Lot
 
 QTY_PLACES = Decimal("0.000001")
+QTY_PRECISION = 38  # NUMERIC(38,6), inventory.models.BALANCE_QTY
 
 
 def fmt_qty(value) -> str:
-    """Quantities as strings with the column's six places, whatever their source."""
-    return str(Decimal(value or 0).quantize(QTY_PLACES))
+    """Quantities as strings with the column's six places, whatever their source. In a
+    38-digit context, the balance column's: Python's default 28 digits make quantize() raise
+    InvalidOperation on a balance of 10**22 or more."""
+    with localcontext(prec=QTY_PRECISION):
+        return str(Decimal(value or 0).quantize(QTY_PLACES))
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Value
 from django.db.models.functions import Coalesce
 
-from inventory.models import QTY
+from inventory.models import BALANCE_QTY, QTY
 
 
 class ReconciliationRun(models.Model):
@@ -101,10 +101,12 @@ class Discrepancy(models.Model):
     location_code = models.CharField(max_length=64)
     lot_code = models.CharField(max_length=64, blank=True, default="")
     kind = models.CharField(max_length=16, choices=Kind.choices)
-    ledger_sum = models.DecimalField(**QTY)
-    balance = models.DecimalField(**QTY, null=True, blank=True)
-    difference = models.DecimalField(**QTY, help_text="ledger sum minus balance")
-    abs_difference = models.DecimalField(**QTY)
+    # As wide as the balance column (inventory.models.BALANCE_QTY): a discrepancy on a balance
+    # above 10**12 must be storable.
+    ledger_sum = models.DecimalField(**BALANCE_QTY)
+    balance = models.DecimalField(**BALANCE_QTY, null=True, blank=True)
+    difference = models.DecimalField(**BALANCE_QTY, help_text="ledger sum minus balance")
+    abs_difference = models.DecimalField(**BALANCE_QTY)
     status = models.CharField(max_length=16, choices=Status.choices)
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_run = models.ForeignKey(
@@ -115,8 +117,8 @@ class Discrepancy(models.Model):
     )
     resolved_at = models.DateTimeField(null=True, blank=True)
     note = models.TextField(blank=True, default="")
-    balance_before = models.DecimalField(**QTY, null=True, blank=True)
-    balance_after = models.DecimalField(**QTY, null=True, blank=True)
+    balance_before = models.DecimalField(**BALANCE_QTY, null=True, blank=True)
+    balance_after = models.DecimalField(**BALANCE_QTY, null=True, blank=True)
     cleared_at = models.DateTimeField(
         null=True,
         blank=True,

@@ -22,12 +22,13 @@ from datetime import date
 from decimal import Decimal
 
 import psycopg
-from django.db import DataError, IntegrityError, connection, transaction
-from django.utils import timezone
+from django.db import DataError, IntegrityError, transaction
 
+from inventory.balances import balance_qty_limit
 from inventory.models import Balance, Item, Location, Lot, Posting, Unit
 from inventory.services.catalog import code_problem, expiry_date_problem
 from inventory.services.errors import AlreadyImported, ValidationFailed
+from inventory.services.ledger_copy import ledger_rows_copy
 from inventory.services.ledger_rows import (
     CheckedRow,
     LedgerRowInput,
@@ -322,16 +323,9 @@ def _check_catalog(line, rec, flagged, catalog, new_items, new_locations, new_lo
 def _check_balances_fit(rows: list[_Row], problems: _Problems) -> None:
     """The balance trigger adds each key's sum to its balance: refuse, on the last line of that
     key, a file whose sums the balance column cannot hold (instead of a numeric overflow)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT numeric_precision, numeric_scale FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = 'inventory_balances' "
-            "AND column_name = 'qty_canonical'"
-        )
-        found = cursor.fetchone()
-    if not found or found[0] is None:
+    limit = balance_qty_limit()
+    if limit is None:
         return  # no balance table (rolled back) or an unbounded numeric
-    limit = Decimal(10) ** (found[0] - found[1])
     totals: dict[tuple, Decimal] = {}
     last_line: dict[tuple, int] = {}
     for r in rows:
@@ -397,31 +391,20 @@ def _create_catalog(items, locations, new_items, new_locations, new_lots, result
 
 
 def _copy_rows(rows, items, locations, lot_ids, posting_id: int, source: str) -> None:
-    now = timezone.now()
-    recorded_by = f"import:{source}"[:200]
-    with connection.cursor() as cursor:
-        raw_cursor = cursor.cursor  # the psycopg cursor, search_path already set to the tenant
-        with raw_cursor.copy(
-            "COPY inventory_ledger (item_id, location_id, lot_id, qty_canonical, kind, reference, "
-            "occurred_at, recorded_at, recorded_by, posting_id) FROM STDIN"
-        ) as copy:
-            for r in rows:
-                item = items[r.row.item]
-                lot = lot_ids[(item.id, r.row.lot)] if r.row.lot else None
-                copy.write_row(
-                    (
-                        item.id,
-                        locations[r.row.location].id,
-                        lot,
-                        r.row.qty,
-                        r.row.kind,
-                        r.row.reference,
-                        r.row.occurred_at,
-                        now,
-                        recorded_by,
-                        posting_id,
-                    )
-                )
+    def resolved():
+        for r in rows:
+            item = items[r.row.item]
+            yield (
+                item.id,
+                locations[r.row.location].id,
+                lot_ids[(item.id, r.row.lot)] if r.row.lot else None,
+                r.row.qty,
+                r.row.kind,
+                r.row.reference,
+                r.row.occurred_at,
+            )
+
+    ledger_rows_copy(resolved(), recorded_by=f"import:{source}", posting_id=posting_id)
 
 
 def _shown(text: str) -> str:

@@ -75,7 +75,8 @@ def balance_objects_restore() -> list[str]:
 
 def balances_repair(*, progress: Progress | None = None) -> RepairResult:
     """The one repair: current objects back, then balances rebuilt from the ledger. The backfill
-    sends inventory.signals.balances_rebuilt once the balances are exact."""
+    waits for a reconciliation run of the tenant to finish (the balance-writers lock of
+    inventory.balances) and sends inventory.signals.balances_rebuilt once the balances are exact."""
     result = RepairResult(schema=connection.schema_name)
     if progress:
         progress(0, 1, "putting back the balance table, function and trigger")

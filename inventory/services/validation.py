@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from django.db import connection
 
+from inventory.balances import balances_coverage
+
 BALANCE_INDEXES = {
     "inventory_balances_key_uniq": "unique (item_id, location_id, lot_key)",
     "inventory_balances_location_idx": "lookup by location",
@@ -155,25 +157,18 @@ def _one(cursor, sql: str, params: list) -> tuple | None:
     return cursor.fetchone()
 
 
-def _coverage_check(cur, schema: str) -> Check:
-    """Balances cover the ledger: as many balance rows as ledger keys, and the same grand total.
-    One statement (one snapshot; the trigger writes a balance in its ledger rows' transaction, so
-    concurrent postings cannot make it differ). A hash aggregate over the ledger: 31-43 ms at
-    100,000 rows, 240-345 ms at 1,000,000 (docs/OPERATIONS.md). It does not find two keys off by opposite amounts; the
-    full reconciliation does."""
-    q = connection.ops.quote_name(schema)
-    cur.execute(
-        f"""
-        SELECT (SELECT count(*) FROM {q}.inventory_ledger),
-               k.keys, COALESCE(k.total, 0),
-               b.keys, COALESCE(b.total, 0)
-          FROM (SELECT count(*) AS keys, sum(s) AS total
-                  FROM (SELECT sum(qty_canonical) AS s FROM {q}.inventory_ledger
-                         GROUP BY item_id, location_id, lot_id) g) k,
-               (SELECT count(*) AS keys, sum(qty_canonical) AS total
-                  FROM {q}.inventory_balances) b"""
+def _coverage_check(schema: str) -> Check:
+    """Balances cover the ledger: as many balance rows as ledger keys, and the same grand total
+    (inventory.balances.balances_coverage: one snapshot). It does not find two keys off by
+    opposite amounts; the full reconciliation does."""
+    c = balances_coverage(schema=schema)
+    rows, ledger_keys, ledger_total, balance_keys, balance_total = (
+        c.ledger_rows,
+        c.ledger_keys,
+        c.ledger_total,
+        c.balance_keys,
+        c.balance_total,
     )
-    rows, ledger_keys, ledger_total, balance_keys, balance_total = cur.fetchone()
     name = "Balances cover the ledger"
     if rows and not balance_keys:
         return Check(
@@ -352,7 +347,7 @@ def migration_validate(*, schema: str) -> ValidationReport:
                     f"qty_canonical is {qty_type}, not {BALANCE_QTY_TYPE}; {fix}",
                 )
             )
-            add(_coverage_check(cur, schema))
+            add(_coverage_check(schema))
 
         cur.execute(
             """

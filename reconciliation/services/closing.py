@@ -10,22 +10,12 @@ discrepancy is closed only on what the database holds now, never on an older com
 
 from __future__ import annotations
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from inventory.balances import balances_versus_ledger
 from reconciliation.models import Discrepancy, ReconciliationRun
-
-_TRUTH = """
-    SELECT k.id,
-           (SELECT sum(l.qty_canonical) FROM inventory_ledger l
-             WHERE l.item_id = k.item_id AND l.location_id = k.location_id
-               AND l.lot_id IS NOT DISTINCT FROM k.lot_id) AS ledger_sum,
-           (SELECT b.qty_canonical FROM inventory_balances b
-             WHERE b.item_id = k.item_id AND b.location_id = k.location_id
-               AND b.lot_key = COALESCE(k.lot_id, 0)) AS balance
-      FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[])
-           AS k(id, item_id, location_id, lot_id)"""
 
 
 def live_discrepancies(*, organization, lock: bool):
@@ -54,17 +44,7 @@ def discrepancies_close_resolved(
         found = list(live_discrepancies(organization=organization, lock=not dry_run))
         if not found:
             return 0
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _TRUTH,
-                [
-                    [d.pk for d in found],
-                    [d.item_id for d in found],
-                    [d.location_id for d in found],
-                    [d.lot_id for d in found],
-                ],
-            )
-            truth = {pk: (ledger_sum, balance) for pk, ledger_sum, balance in cursor.fetchall()}
+        truth = balances_versus_ledger([(d.pk, d.item_id, d.location_id, d.lot_id) for d in found])
         # Same rule as the comparison (IS DISTINCT FROM): no ledger and no balance row is gone too.
         gone = [d for d in found if truth[d.pk][0] == truth[d.pk][1]]
         gone_open = [d for d in gone if d.status == Discrepancy.Status.OPEN]

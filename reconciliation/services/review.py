@@ -3,13 +3,11 @@ with a reason, one or many."""
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from inventory.balances import balance_set_to_ledger
 from reconciliation.models import Discrepancy
-from reconciliation.services.run import _ADD_DELTA
 
 
 class ResolutionError(Exception):
@@ -35,29 +33,11 @@ def discrepancy_approve(*, discrepancy_id: int, user, note: str = "") -> Discrep
 
     with transaction.atomic():
         d = _open_for_update(discrepancy_id)
-        with schema_context(d.organization.schema_name), connection.cursor() as cursor:
-            key = [d.item_id, d.location_id, d.lot_id]
-            # Lock the balance row (creating it at zero if missing): inserters on this key wait
-            # for us, and the sum read after the lock sees every committed ledger row.
-            cursor.execute(_ADD_DELTA, [*key, Decimal(0)])
-            cursor.execute(
-                """SELECT qty_canonical FROM inventory_balances
-                               WHERE item_id = %s AND location_id = %s AND lot_key = COALESCE(%s, 0) FOR UPDATE""",
-                key,
+        with schema_context(d.organization.schema_name):
+            # Locks the balance row (inventory.balances): inserters on this key wait for us.
+            before, ledger_sum = balance_set_to_ledger(
+                item_id=d.item_id, location_id=d.location_id, lot_id=d.lot_id
             )
-            before = cursor.fetchone()[0]
-            cursor.execute(
-                """SELECT COALESCE(sum(qty_canonical), 0) FROM inventory_ledger
-                               WHERE item_id = %s AND location_id = %s AND lot_id IS NOT DISTINCT FROM %s""",
-                key,
-            )
-            ledger_sum = cursor.fetchone()[0]
-            if ledger_sum != before:
-                cursor.execute(
-                    """UPDATE inventory_balances SET qty_canonical = %s, updated_at = now()
-                                   WHERE item_id = %s AND location_id = %s AND lot_key = COALESCE(%s, 0)""",
-                    [ledger_sum, *key],
-                )
         d.balance_before, d.balance_after = before, ledger_sum
         d.status = (
             Discrepancy.Status.APPROVED if ledger_sum != before else Discrepancy.Status.VANISHED

@@ -8,13 +8,17 @@ Why it is exact while the ledger takes inserts:
 - A correction adds the difference measured in that snapshot (qty = qty + diff). Inserts that
   commit after the snapshot moved the ledger and the balance by the same amount, so the
   difference is still the right correction, whatever landed since.
-- Discrepancy rows and corrections commit in one transaction, under a per-tenant advisory lock:
-  a run killed halfway leaves nothing half-done, and two runs cannot correct the same key twice.
+- Discrepancy rows and corrections commit in one transaction, under a per-tenant advisory lock
+  (inventory.balances.balance_writers_lock): a run killed halfway leaves nothing half-done, two
+  runs cannot correct the same key twice, and a backfill (which takes the same lock) cannot
+  reset a balance between a run's comparison and its correction.
+- Every balance read and write is inventory.balances': this shared app has no SQL of its own
+  on a tenant table.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,51 +27,18 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from inventory.balances import (
+    BalanceWritersBusy,
+    balance_add_delta,
+    balance_writers_lock,
+    balances_compare,
+    qty_difference,
+)
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.services.closing import discrepancies_close_resolved, live_discrepancies
 from tenants.models import Organization
 
 Progress = Callable[[int, int, str], None]
-
-_SUMS_FULL = """
-    SELECT item_id, location_id, COALESCE(lot_id, 0) AS lot_key, min(lot_id) AS lot_id, sum(qty_canonical) AS qty
-      FROM inventory_ledger GROUP BY 1, 2, 3"""
-_SUMS_INCREMENTAL = """
-    SELECT l.item_id, l.location_id, t.lot_key, min(l.lot_id) AS lot_id, sum(l.qty_canonical) AS qty
-      FROM (SELECT DISTINCT item_id, location_id, COALESCE(lot_id, 0) AS lot_key
-              FROM inventory_ledger WHERE txid >= %(since)s::text::xid8) t
-      JOIN inventory_ledger l
-        ON l.item_id = t.item_id AND l.location_id = t.location_id AND COALESCE(l.lot_id, 0) = t.lot_key
-     GROUP BY 1, 2, 3"""
-# One statement, so one snapshot: the count and the differences can never disagree, and a
-# balance and its ledger rows are seen together (the trigger writes both in one transaction).
-_COMPARE = """
-    WITH sums AS ({sums}),
-    joined AS (
-        SELECT COALESCE(s.item_id, b.item_id) AS item_id, COALESCE(s.location_id, b.location_id) AS location_id,
-               COALESCE(s.lot_id, b.lot_id) AS lot_id, s.qty AS ledger_sum, b.qty_canonical AS balance,
-               s.item_id IS NULL AS orphan
-          FROM sums s
-          {join} inventory_balances b
-            ON b.item_id = s.item_id AND b.location_id = s.location_id AND b.lot_key = s.lot_key),
-    diffs AS (
-        SELECT j.*, i.sku, loc.code AS location_code, lot.code AS lot_code, i.name AS item_name, i.unit
-          FROM joined j
-          JOIN inventory_items i ON i.id = j.item_id
-          JOIN inventory_locations loc ON loc.id = j.location_id
-          LEFT JOIN inventory_lots lot ON lot.id = j.lot_id
-         WHERE j.ledger_sum IS DISTINCT FROM j.balance)
-    SELECT (SELECT count(*) FROM joined),
-           (SELECT COALESCE(json_agg(json_build_array(item_id, location_id, lot_id, ledger_sum::text, balance::text,
-                                                      orphan, sku, location_code, lot_code, item_name, unit)
-                                     ORDER BY item_id, location_id, COALESCE(lot_id, 0)), '[]'::json)
-              FROM diffs)"""
-_ADD_DELTA = """
-    INSERT INTO inventory_balances AS b (item_id, location_id, lot_id, qty_canonical, last_ledger_id, updated_at)
-    VALUES (%s, %s, %s, %s, 0, now())
-    ON CONFLICT (item_id, location_id, lot_key) DO UPDATE
-       SET qty_canonical = b.qty_canonical + EXCLUDED.qty_canonical, updated_at = now()"""
-
 
 class ReconciliationBusy(Exception):
     """Another run for this organisation holds its lock."""
@@ -89,7 +60,7 @@ class Difference:
 
     @property
     def diff(self) -> Decimal:
-        return self.ledger_sum - (self.balance or 0)
+        return qty_difference(self.ledger_sum, self.balance)
 
     @property
     def kind(self) -> str:
@@ -102,10 +73,6 @@ class Difference:
     @property
     def key(self) -> tuple:
         return (self.item_id, self.location_id, self.lot_id)
-
-
-def _lock_key() -> str:
-    return f"reconcile:{connection.schema_name}"
 
 
 def reconciliation_run(
@@ -131,11 +98,14 @@ def reconciliation_run(
     )
     report = progress or (lambda d, t, m: None)
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [_lock_key()])
-        if not cursor.fetchone()[0]:
-            raise ReconciliationBusy(f"a reconciliation of {schema} is already running")
+    # The balance-writers lock (inventory.balances), held from the comparison to the last
+    # correction: a second run, or a backfill, cannot change a balance in between.
+    held = contextlib.ExitStack()
     try:
+        held.enter_context(balance_writers_lock(wait=False))
+    except BalanceWritersBusy:
+        raise ReconciliationBusy(f"a reconciliation of {schema} is already running") from None
+    with held:
         _close_interrupted_runs(org)
         since = None
         if mode == ReconciliationRun.Mode.INCREMENTAL:
@@ -189,9 +159,6 @@ def reconciliation_run(
         finally:
             run.finished_at = timezone.now()
             run.save()
-    finally:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [_lock_key()])
     return run
 
 
@@ -206,39 +173,8 @@ def _close_interrupted_runs(org) -> None:
 
 def _compare(since: int | None) -> tuple[list[Difference], int, int]:
     """Returns (differences, keys checked, watermark for the next incremental run)."""
-    incremental = since is not None
-    sql = _COMPARE.format(
-        sums=_SUMS_INCREMENTAL if incremental else _SUMS_FULL,
-        join="LEFT JOIN" if incremental else "FULL OUTER JOIN",
-    )
-    # Its own (sub)transaction: a tenant whose tables are missing fails here without leaving
-    # the caller's transaction aborted, so the run can still be recorded as failed.
-    with transaction.atomic(), connection.cursor() as cursor:
-        # Taken before the comparison: every transaction not finished by now has an xid >= this,
-        # so the next incremental run will look at its rows, whenever it commits.
-        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
-        watermark = cursor.fetchone()[0]
-        cursor.execute(sql, {"since": since})
-        keys_checked, rows = cursor.fetchone()
-    if isinstance(rows, str):
-        rows = json.loads(rows)
-    diffs = [
-        Difference(
-            r[0],
-            r[1],
-            r[2],
-            Decimal(r[3]) if r[3] is not None else Decimal(0),
-            Decimal(r[4]) if r[4] is not None else None,
-            r[5],
-            r[6],
-            r[7],
-            r[8] or "",
-            r[9] or "",
-            r[10] or "",
-        )
-        for r in rows
-    ]
-    return diffs, keys_checked, watermark
+    found = balances_compare(since=since)
+    return [Difference(*row) for row in found.rows], found.keys_checked, found.watermark
 
 
 @dataclass
@@ -327,9 +263,8 @@ def _observed(run: ReconciliationRun, d: Difference) -> dict:
 def _apply(run: ReconciliationRun, org, plan: Plan) -> None:
     """Write the plan (inside the run's transaction)."""
     now = timezone.now()
-    with connection.cursor() as cursor:
-        for d in plan.corrections:  # sorted by key: one lock order with the trigger's upserts
-            cursor.execute(_ADD_DELTA, [d.item_id, d.location_id, d.lot_id, d.diff])
+    for d in plan.corrections:  # sorted by key: one lock order with the trigger's upserts
+        balance_add_delta(item_id=d.item_id, location_id=d.location_id, lot_id=d.lot_id, delta=d.diff)
     created = [
         Discrepancy(
             organization=org,

@@ -1,0 +1,60 @@
+"""The one COPY writer of the ledger: the CSV import and the demo data load their rows through
+`ledger_rows_copy`. COPY is one INSERT statement as far as the triggers go, so the balance
+trigger runs once for the whole load (one upsert per key, not per row).
+
+It writes what it is given: the rows are checked before, by the one row validation
+(inventory/services/ledger_rows.py), and their item, location and lot ids resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import connection
+from django.utils import timezone
+
+# (item_id, location_id, lot_id or None, qty_canonical, kind, reference, occurred_at)
+LedgerCopyRow = tuple[int, int, int | None, Decimal, str, str, datetime]
+
+_COPY = (
+    "COPY inventory_ledger (item_id, location_id, lot_id, qty_canonical, kind, reference, "
+    "occurred_at, recorded_at, recorded_by, posting_id) FROM STDIN"
+)
+
+
+def ledger_rows_copy(
+    rows: Iterable[LedgerCopyRow],
+    *,
+    recorded_by: str,
+    posting_id: int | None = None,
+    recorded_at: datetime | None = None,
+) -> int:
+    """COPY `rows` into the current tenant's ledger, all with the same recorded_at (now by
+    default), recorded_by and posting; returns how many were written. `rows` may be a
+    generator (the demo's 100,000 rows are never held in memory). Run it in a transaction with
+    whatever else the load creates: a failure then leaves nothing behind."""
+    recorded_at = recorded_at or timezone.now()
+    recorded_by = recorded_by[:200]
+    written = 0
+    with connection.cursor() as cursor:
+        # The psycopg cursor: django-tenants has set its search_path to the tenant.
+        with cursor.cursor.copy(_COPY) as copy:
+            for item_id, location_id, lot_id, qty, kind, reference, occurred_at in rows:
+                copy.write_row(
+                    (
+                        item_id,
+                        location_id,
+                        lot_id,
+                        qty,
+                        kind,
+                        reference,
+                        occurred_at,
+                        recorded_at,
+                        recorded_by,
+                        posting_id,
+                    )
+                )
+                written += 1
+    return written
