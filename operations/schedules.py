@@ -31,6 +31,10 @@ SCHEDULES = [
         Schedule.CRON,
         cron="0 2 * * *",
     ),
+    # After the backup, before the monitor (which fails on a last good drill over 8 days old).
+    ScheduleSpec(
+        "restore drill", "operations.drills.restore_drill_task", Schedule.CRON, cron="30 2 * * *"
+    ),
     ScheduleSpec(
         "monitor backups", "operations.tasks.monitor_backups", Schedule.CRON, cron="0 3 * * *"
     ),
