@@ -12,7 +12,10 @@ class ChannelForm(forms.Form):
     target = forms.CharField(
         max_length=500,
         label="Address or URL",
-        help_text="Email: one or more addresses, separated by commas. Webhook: http(s) URL.",
+        help_text=(
+            "Email: one or more addresses, separated by commas. Webhook: http(s) URL. "
+            "Chat: an Apprise URL (slack://..., msteams://..., matrix://...)."
+        ),
     )
     secret = forms.CharField(
         max_length=100,
@@ -40,5 +43,11 @@ class ChannelForm(forms.Form):
                 URLValidator(schemes=["http", "https"])(target)
             except forms.ValidationError:
                 self.add_error("target", "Give an http:// or https:// URL.")
+            data["target"] = target
+        elif kind == Channel.Kind.APPRISE:
+            from alerts.transports import apprise_url_valid
+
+            if not apprise_url_valid(target):
+                self.add_error("target", "Not a service URL Apprise understands.")
             data["target"] = target
         return data

@@ -20,10 +20,12 @@ class Channel(models.Model):
     class Kind(models.TextChoices):
         EMAIL = "email"
         WEBHOOK = "webhook"
+        APPRISE = "apprise", "chat (Apprise URL)"
 
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=10, choices=Kind.choices)
-    # email: comma-separated addresses; webhook: the URL that receives the JSON POST.
+    # email: comma-separated addresses; webhook: the URL that receives the JSON POST; apprise:
+    # a service URL Apprise understands (slack://..., msteams://..., matrix://..., json://...).
     target = models.CharField(max_length=500)
     # webhook: HMAC-SHA256 key of the X-Alert-Signature header (the receiver holds a copy).
     secret = models.CharField(max_length=100, blank=True, default=new_secret)

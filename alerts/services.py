@@ -160,6 +160,8 @@ def _transport(delivery: Delivery) -> None:
     if channel.kind == Channel.Kind.EMAIL:
         to = [a.strip() for a in channel.target.split(",") if a.strip()]
         transports.send_email(to=to, subject=subject, body=text)
+    elif channel.kind == Channel.Kind.APPRISE:
+        transports.send_apprise(url=channel.target, title=subject, body=text)
     else:
         transports.send_webhook(url=channel.target, secret=channel.secret, payload=payload)
 

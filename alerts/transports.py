@@ -61,3 +61,23 @@ def send_webhook(*, url: str, secret: str, payload: dict) -> None:
         raise DeliveryError(f"{type(err).__name__}: {getattr(err, 'reason', err)}") from err
     if not 200 <= status < 300:
         raise DeliveryError(f"HTTP {status}")
+
+
+def apprise_url_valid(url: str) -> bool:
+    import apprise
+
+    return bool(apprise.Apprise().add(url))
+
+
+def send_apprise(*, url: str, title: str, body: str) -> None:
+    """Chat services through Apprise (a maintained client for ~100 of them). Apprise reports
+    failure as False and logs the reason: the log is captured to record it."""
+    import apprise
+
+    notifier = apprise.Apprise()
+    if not notifier.add(url):
+        raise DeliveryError("not a service URL Apprise understands")
+    with apprise.LogCapture(level=apprise.logging.WARNING) as log:
+        ok = notifier.notify(title=title, body=body)
+    if not ok:
+        raise DeliveryError((log.getvalue().strip() or "Apprise reported a failure")[-500:])
