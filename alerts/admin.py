@@ -1,15 +1,22 @@
 from django.contrib import admin, messages
 
+from alerts.forms import ChannelAdminForm
 from alerts.models import Alert, Channel, Delivery, DeliveryAttempt
 from alerts.services import channel_test
 
 
 @admin.register(Channel)
 class ChannelAdmin(admin.ModelAdmin):
+    form = ChannelAdminForm
     list_display = ("name", "kind", "target", "organization", "is_active", "created_at")
     list_filter = ("kind", "is_active")
     search_fields = ("name", "target")
     actions = ["send_test"]
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            obj.created_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
 
     @admin.action(description="Send a test to the selected channels")
     def send_test(self, request, queryset):

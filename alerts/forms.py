@@ -1,22 +1,50 @@
 from __future__ import annotations
 
 from django import forms
+from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 
 from alerts.models import Channel
+
+TARGET_HELP = (
+    "Email: one or more addresses, separated by commas. Webhook: http(s) URL. "
+    "Chat: an Apprise URL (slack://..., msteams://..., matrix://...)."
+)
+
+
+def clean_target(kind: str, target: str) -> str:
+    """The target in its stored form, or ValidationError naming what is wrong; the pages' form
+    and the admin's both use it."""
+    target = (target or "").strip()
+    if kind == Channel.Kind.EMAIL:
+        addresses = [a.strip() for a in target.split(",") if a.strip()]
+        if not addresses:
+            raise ValidationError("Give at least one address.")
+        for address in addresses:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError(f"Not an email address: {address}") from None
+        return ", ".join(addresses)
+    if kind == Channel.Kind.WEBHOOK:
+        # Only http(s): urllib would also open file:// and ftp:// addresses.
+        try:
+            URLValidator(schemes=["http", "https"])(target)
+        except ValidationError:
+            raise ValidationError("Give an http:// or https:// URL.") from None
+        return target
+    if kind == Channel.Kind.APPRISE:
+        from alerts.transports import apprise_url_valid
+
+        if not apprise_url_valid(target):
+            raise ValidationError("Not a service URL Apprise understands.")
+    return target
 
 
 class ChannelForm(forms.Form):
     name = forms.CharField(max_length=100)
     kind = forms.ChoiceField(choices=Channel.Kind.choices, label="Kind")
-    target = forms.CharField(
-        max_length=500,
-        label="Address or URL",
-        help_text=(
-            "Email: one or more addresses, separated by commas. Webhook: http(s) URL. "
-            "Chat: an Apprise URL (slack://..., msteams://..., matrix://...)."
-        ),
-    )
+    target = forms.CharField(max_length=500, label="Address or URL", help_text=TARGET_HELP)
     secret = forms.CharField(
         max_length=100,
         required=False,
@@ -26,28 +54,25 @@ class ChannelForm(forms.Form):
 
     def clean(self):
         data = super().clean()
-        kind, target = data.get("kind"), (data.get("target") or "").strip()
-        if kind == Channel.Kind.EMAIL:
-            addresses = [a.strip() for a in target.split(",") if a.strip()]
-            if not addresses:
-                self.add_error("target", "Give at least one address.")
-            for address in addresses:
-                try:
-                    validate_email(address)
-                except forms.ValidationError:
-                    self.add_error("target", f"Not an email address: {address}")
-            data["target"] = ", ".join(addresses)
-        elif kind == Channel.Kind.WEBHOOK:
-            # Only http(s): urllib would also open file:// and ftp:// addresses.
+        if data.get("kind"):
             try:
-                URLValidator(schemes=["http", "https"])(target)
-            except forms.ValidationError:
-                self.add_error("target", "Give an http:// or https:// URL.")
-            data["target"] = target
-        elif kind == Channel.Kind.APPRISE:
-            from alerts.transports import apprise_url_valid
+                data["target"] = clean_target(data["kind"], data.get("target", ""))
+            except ValidationError as err:
+                self.add_error("target", err)
+        return data
 
-            if not apprise_url_valid(target):
-                self.add_error("target", "Not a service URL Apprise understands.")
-            data["target"] = target
+
+class ChannelAdminForm(forms.ModelForm):
+    class Meta:
+        model = Channel
+        fields = ["name", "kind", "target", "secret", "organization", "is_active"]
+        help_texts = {"target": TARGET_HELP}
+
+    def clean(self):
+        data = super().clean()
+        if data.get("kind"):
+            try:
+                data["target"] = clean_target(data["kind"], data.get("target", ""))
+            except ValidationError as err:
+                self.add_error("target", err)
         return data

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from alerts.forms import ChannelForm
 from alerts.models import Channel
-from alerts.selectors import alerts_list, channels_list, last_test
+from alerts.selectors import alerts_list, channels_with_last_test
 from alerts.services import channel_create, channel_delete, channel_test
 from tenants.access import OWNER_ROLES, org_or_404, page_login_required, platform_admin_required
 
@@ -28,8 +28,7 @@ def _channels(request, org=None) -> HttpResponse:
             **form.cleaned_data, organization=org, created_by=request.user.get_username()
         )
         return redirect(_channels_url(org))
-    channels = list(channels_list(organization=org, platform=org is None))
-    rows = [(c, last_test(c)) for c in channels]
+    rows = channels_with_last_test(organization=org, platform=org is None)
     status = 400 if request.method == "POST" else 200
     return render(
         request, "alerts/channels.html", {"org": org, "rows": rows, "form": form}, status=status

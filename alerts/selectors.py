@@ -13,7 +13,7 @@ def alerts_list(*, organization=None) -> tuple[list[Alert], list[Alert]]:
     """Open alerts and the most recent resolved ones, each with its deliveries. With an
     organisation: only its alerts, and only deliveries to its own channels (an owner never sees
     the platform's addresses)."""
-    deliveries = Delivery.objects.select_related("channel").prefetch_related("attempt_log")
+    deliveries = Delivery.objects.select_related("channel")
     alerts = Alert.objects.select_related("organization")
     if organization is not None:
         alerts = alerts.filter(organization=organization)
@@ -31,10 +31,13 @@ def channels_list(*, organization=None, platform: bool = False) -> QuerySet[Chan
     return channels.filter(organization=organization)
 
 
-def last_test(channel: Channel) -> Delivery | None:
-    return (
-        channel.deliveries.filter(event=Delivery.Event.TEST)
-        .prefetch_related("attempt_log")
-        .order_by("-id")
-        .first()
-    )
+def channels_with_last_test(*, organization=None, platform: bool = False) -> list[tuple]:
+    """(channel, its newest test delivery or None), in two queries however many channels."""
+    channels = list(channels_list(organization=organization, platform=platform))
+    tests = {
+        d.channel_id: d
+        for d in Delivery.objects.filter(channel__in=channels, event=Delivery.Event.TEST)
+        .order_by("channel_id", "-id")
+        .distinct("channel_id")
+    }
+    return [(c, tests.get(c.id)) for c in channels]

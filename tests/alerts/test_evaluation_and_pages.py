@@ -180,3 +180,48 @@ def test_it_shows_channels_alerts_and_deliveries_in_the_django_admin(acme):
     ):
         assert client.get(path).status_code == 200, path
     assert client.get("/admin/alerts/alert/add/").status_code == 403
+    refused = client.post(
+        "/admin/alerts/channel/add/",
+        {"name": "x", "kind": "webhook", "target": "file:///etc/passwd", "secret": "s"},
+    )
+    assert refused.status_code == 200 and b"Give an http:// or https:// URL." in refused.content
+    assert Channel.objects.count() == 1
+    added = client.post(
+        "/admin/alerts/channel/add/",
+        {
+            "name": "hook",
+            "kind": "webhook",
+            "target": "https://hooks.example.test/a",
+            "secret": "s",
+            "is_active": "on",
+        },
+    )
+    assert added.status_code == 302
+    assert Channel.objects.get(name="hook").created_by == "alerts-admin"
+
+
+@pytest.mark.django_db
+def test_it_renders_the_channels_page_in_the_same_number_of_queries_for_more_channels(acme):
+    from alerts.services import channel_test
+
+    admin = make_user("alerts-admin", superuser=True)
+    client = _client(admin)
+
+    def add(n):
+        for i in range(n):
+            c = channel_create(
+                name=f"c{Channel.objects.count()}-{i}",
+                kind="webhook",
+                target="http://127.0.0.1:9/",
+                secret="q",
+            )
+            channel_test(channel=c)  # refused: nobody listens on port 9
+
+    add(2)
+    with CaptureQueriesContext(connection) as few:
+        assert client.get("/alerts/channels/").status_code == 200
+    add(5)
+    with CaptureQueriesContext(connection) as many:
+        page = client.get("/alerts/channels/")
+    assert page.content.count(b'data-status="failed"') == 7
+    assert len(many) == len(few)
