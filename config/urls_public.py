@@ -9,6 +9,7 @@ from dashboard import backups as backup_pages
 from dashboard import views
 from inventory import pages as inventory_pages
 from inventory.api_urls import docs_urlpatterns as api_docs_urlpatterns
+from operations import drill_pages
 from operations.views import health
 from reconciliation import pages as reconciliation_pages
 from tenants import key_pages
@@ -54,5 +55,7 @@ urlpatterns = [
     ),
     path("backups/", backup_pages.backups_page, name="backups"),
     path("backups/now/", backup_pages.backup_now, name="backup_now"),
+    path("backups/drill/", drill_pages.drill_now, name="drill_now"),
+    path("backups/restore-org/", drill_pages.restore_org_now, name="restore_org_now"),
     path("", include("alerts.urls")),
 ]

@@ -12,7 +12,8 @@ class OperationsConfig(AppConfig):
     def ready(self) -> None:
         from django_q.signals import post_spawn
 
-        from operations import tasks  # noqa: F401 - declares the backup and migrate job kinds
+        # Declare the job kinds: backup and migrate; the restore drill and restore-org.
+        from operations import backup_jobs, tasks  # noqa: F401
 
         post_spawn.connect(_beat_on_spawn, dispatch_uid="operations-heartbeat-on-spawn")
 

@@ -111,3 +111,65 @@ def test_the_monitor_fails_on_a_stale_drill_and_health_shows_it(backup_dir, monk
     monkeypatch.setenv("BACKUP_DRILL_MAX_AGE_DAYS", "10")
     assert backups_monitor().ok
     assert BackupCheck.objects.count() == 2
+
+
+# --- the backups page: drills beside backups, the buttons -----------------------------------------
+
+
+@pytest.fixture
+def admin_client():
+    from django.test import Client
+
+    from tests.factories import PASSWORD, make_user
+
+    client = Client(HTTP_HOST="localhost")
+    assert client.login(username=make_user("drill-admin", superuser=True).username, password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def sync_jobs(monkeypatch):
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.mark.django_db
+def test_the_backups_page_shows_drills_and_failed_offsite_copies(admin_client):
+    BackupRecord.objects.create(
+        file_name="inventory-z.dump", status="ok", started_at=timezone.now(),
+        remote_status="failed", remote_key="inv/inventory-z.dump.enc",
+        remote_error="upload to s3://b/inv/inventory-z.dump.enc failed: AccessDenied",
+    )
+    RestoreDrill.objects.create(
+        started_at=timezone.now(), ok=False, backup_file="inventory-z.dump", source="local",
+        duration_seconds=3.2, message="acme: ledger_rows 2 restored, 3 recorded",
+    )
+    html = admin_client.get("/backups/").content.decode()
+    assert 'id="restore-drills"' in html and "acme: ledger_rows 2 restored, 3 recorded" in html
+    assert "AccessDenied" in html and 'action="/backups/drill/"' in html
+    assert 'action="/backups/restore-org/"' in html and '<option value="acme">' in html
+
+
+@pytest.mark.django_db
+def test_the_drill_button_runs_a_recorded_drill(admin_client, backup_dir, sync_jobs):
+    backup_create()
+    response = admin_client.post("/backups/drill/", HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    job = JobRun.objects.get(kind="restore_drill")
+    drill = RestoreDrill.objects.get()
+    assert drill.ok and job.status == "succeeded" and job.requested_by == "drill-admin"
+    assert drill.requested_by == "drill-admin"
+
+
+@pytest.mark.django_db
+def test_the_page_buttons_refuse_non_admins(backup_dir, sync_jobs):
+    from django.test import Client
+
+    from tests.factories import PASSWORD, make_user
+
+    client = Client(HTTP_HOST="localhost")
+    assert client.login(username=make_user("drill-user").username, password=PASSWORD)
+    assert client.post("/backups/drill/").status_code == 403
+    assert client.post("/backups/restore-org/", {"org": "acme"}).status_code == 403
+    assert JobRun.objects.count() == 0 and RestoreDrill.objects.count() == 0

@@ -75,3 +75,38 @@ def test_it_exports_one_organisations_schema_alone(committed, backup_dir, tmp_pa
     listing = subprocess.run([pg_tool("pg_restore"), "--list", str(target)], capture_output=True, text=True).stdout
     assert "acme inventory_ledger" in listing and "globex" not in listing
     assert " public " not in listing
+
+
+def test_the_backups_page_restores_one_organisation(committed, backup_dir, monkeypatch):
+    from django.test import Client
+    from django_q.conf import Conf
+
+    from operations.models import JobRun
+    from tenants.models import Organization
+    from tests.factories import PASSWORD, make_user
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+    record = backup_create()
+    admin = make_user("restore-admin", superuser=True)
+    client = Client(HTTP_HOST="localhost")
+    assert client.login(username=admin.username, password=PASSWORD)
+    new_slug = f"globex-restored-{timezone.now():%Y%m%d}"
+    try:
+        response = client.post("/backups/restore-org/", {"org": "globex", "backup": record.file_name})
+        assert response.status_code == 302
+        job = JobRun.objects.get(kind="restore_org")
+        assert job.status == "succeeded" and job.schema_name == "globex", job.error
+        assert job.result["slug"] == new_slug and job.params == {"backup": record.file_name}
+        assert Organization.objects.get(slug=new_slug).is_active is False
+    finally:
+        org = Organization.objects.filter(slug=new_slug).first()
+        if org is not None:
+            schema = org.schema_name
+            org.domains.all().delete()
+            org.delete()
+            with committed.connect("public", autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        JobRun.objects.all().delete()
+        from django.contrib.auth import get_user_model
+
+        get_user_model().objects.filter(username="restore-admin").delete()
