@@ -530,3 +530,27 @@ def test_a_backup_already_under_way_is_the_commands_one_error_line(db):
         "not started again"
     )
     assert JobRun.objects.count() == 1 and BackupRecord.objects.count() == 0
+
+
+def test_it_reads_the_heartbeat_and_stale_seconds_from_the_environment():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import django; django.setup(); from operations.jobs import heartbeat_seconds, "
+        "stale_seconds; print(heartbeat_seconds(), stale_seconds())"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    run = lambda **extra: subprocess.run(  # noqa: E731
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[2],
+        env={k: v for k, v in env.items() if not k.startswith("JOB_")} | extra,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    defaults, given = run(), run(JOB_HEARTBEAT_SECONDS="3", JOB_STALE_SECONDS="45")
+    assert defaults.stdout.split() == ["10.0", "120.0"], defaults.stderr[-2000:]
+    assert given.stdout.split() == ["3.0", "45.0"], given.stderr[-2000:]
