@@ -136,5 +136,6 @@ def committed(django_db_setup, django_db_blocker):
             # Public records a committing test may have left (never organisations or users).
             cursor.execute(
                 "TRUNCATE reconciliation_discrepancies, reconciliation_runs, operations_job_runs, "
-                "operations_backup_checks, operations_backups"
+                "operations_backup_checks, operations_restore_drills, operations_backups, "
+                "alerts_delivery_attempts, alerts_deliveries, alerts_alerts"
             )
