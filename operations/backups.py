@@ -279,7 +279,22 @@ def _judge(good: list[BackupRecord], max_age_hours: float, min_ratio: float) -> 
     ok, drill = drill_freshness()
     if not ok:
         return False, drill
+    wal = wal_archiving_status()
+    if wal is not None:
+        if not wal.ok:
+            return False, wal.message
+        drill += f"; {wal.message}"
     return True, f"{message}; {drill}"
+
+
+def wal_archiving_status():
+    """pg_stat_archiver of this database's server when archive_mode is on (operations/pitr.py)."""
+    import psycopg
+
+    from operations.pitr import archiver_check
+
+    with psycopg.connect(_conninfo()) as conn:
+        return archiver_check(conn)
 
 
 def drill_freshness() -> tuple[bool, str]:
@@ -347,7 +362,11 @@ def newest_backup_status() -> dict | None:
     if not drill_ok:
         problems.append(drill_message)
     last_drill = RestoreDrill.objects.order_by("-started_at").first()
+    wal = wal_archiving_status()
+    if wal is not None and not wal.ok:
+        problems.append(wal.message)
     return {
+        "wal_archiving": None if wal is None else {"ok": wal.ok, "message": wal.message},
         "ok": not problems,
         "newest": newest.file_name,
         "age_seconds": round(age),

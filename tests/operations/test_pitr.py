@@ -1,0 +1,125 @@
+"""Point-in-time recovery (issue 13.4) on a PostgreSQL cluster of the test's own (initdb from
+the server's bin/, archive_mode on, its own archive_command): post, note the time, post more,
+restore to the noted time into a new data directory on another port, find exactly the first
+set; the archiver check fails when archiving fails."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from operations import pitr
+from operations.backups import pg_tool
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def cluster(tmp_path_factory):
+    root = Path(f"/tmp/pitr-{os.getpid()}-{time.monotonic_ns()}")  # short: socket paths
+    root.mkdir()
+    user = None
+    if os.geteuid() == 0:  # PostgreSQL refuses root: the embedded server's own user
+        from django.conf import settings
+
+        pgdata = Path(settings.BASE_DIR) / ".pgdata"
+        user = (pitr.server_user(pgdata) if pgdata.exists() else None) or "pgserver"
+        shutil.chown(root, user)
+    archive = root / "archive"
+    archive.mkdir()
+    if user:
+        shutil.chown(archive, user)
+    data, port = root / "primary", _free_port()
+    pitr._run([pg_tool("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"], user=user)
+    with (data / "postgresql.conf").open("a") as conf:
+        conf.write(
+            f"port = {port}\nlisten_addresses = ''\nunix_socket_directories = '{root}'\n"
+            "wal_level = replica\narchive_mode = on\narchive_timeout = 60\n"
+            f"archive_command = 'test ! -f {archive}/%f && cp %p {archive}/%f'\n"
+        )
+    pitr._run([pg_tool("pg_ctl"), "-D", str(data), "-l", str(root / "primary.log"), "-w", "start"], user=user)
+    conninfo = f"host={root} port={port} dbname=postgres user=postgres"
+    started = [data]
+    try:
+        yield {"root": root, "archive": archive, "conninfo": conninfo, "user": user, "started": started}
+    finally:
+        for datadir in started:
+            try:
+                pitr.stop(datadir, user=user)
+            except pitr.PitrError:
+                pass
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_archived(conn, wal: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while conn.execute("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver").fetchone()[0] < wal:
+        assert time.monotonic() < deadline, "segment not archived"
+        time.sleep(0.2)
+
+
+def test_it_restores_to_a_point_in_time_and_finds_exactly_the_first_set(cluster):
+    user, root = cluster["user"], cluster["root"]
+    with psycopg.connect(cluster["conninfo"], autocommit=True) as conn:
+        conn.execute("CREATE TABLE entries (id serial PRIMARY KEY, qty numeric NOT NULL, note text)")
+        base = pitr.base_backup(cluster["conninfo"], root / "base", user=user)
+        for n in range(5):
+            conn.execute("INSERT INTO entries (qty, note) VALUES (%s, 'first')", [n + 1])
+        time.sleep(0.2)
+        noted = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        time.sleep(0.2)
+        for n in range(3):
+            conn.execute("INSERT INTO entries (qty, note) VALUES (%s, 'second')", [n + 100])
+        wal = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
+        _wait_archived(conn, wal)
+        status = pitr.archiver_check(conn)
+        assert status.ok and status.archived_count >= 1, status.message
+    restored_dir = root / "restored"
+    t0 = time.monotonic()
+    conninfo = pitr.restore_to_time(
+        base=base, archive=cluster["archive"], target_time=noted.isoformat(),
+        datadir=restored_dir, port=_free_port(), socket_dir=root, user=user,
+    )
+    cluster["started"].append(restored_dir)
+    seconds = time.monotonic() - t0
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("SELECT qty, note FROM entries ORDER BY id").fetchall()
+    assert [(int(q), note) for q, note in rows] == [(n + 1, "first") for n in range(5)]
+    assert seconds < 60
+    print(f"point-in-time restore: {seconds:.1f}s")
+
+
+def test_the_archiver_check_fails_when_archiving_fails(cluster, db, monkeypatch):
+    with psycopg.connect(cluster["conninfo"], autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET archive_command = 'false'")
+        conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        conn.execute("CREATE TABLE t (x int)")
+        conn.execute("SELECT pg_switch_wal()")
+        deadline = time.monotonic() + 30
+        while conn.execute("SELECT failed_count FROM pg_stat_archiver").fetchone()[0] == 0:
+            assert time.monotonic() < deadline, "no failed archive recorded"
+            time.sleep(0.2)
+        status = pitr.archiver_check(conn)
+    assert not status.ok and "WAL archiving is failing" in status.message and status.failed_count >= 1
+    # The backup monitor's view of it (/health): this cluster stands in for the database's server.
+    from django.utils import timezone
+
+    from operations import backups
+    from operations.models import BackupRecord
+
+    BackupRecord.objects.create(file_name="x.dump", status="ok", started_at=timezone.now())
+    monkeypatch.setattr(backups, "_conninfo", lambda: cluster["conninfo"])
+    health = backups.newest_backup_status()
+    assert not health["ok"] and not health["wal_archiving"]["ok"]
+    assert "WAL archiving is failing" in health["message"]
