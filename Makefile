@@ -70,6 +70,7 @@ bench: setup
 lint: $(DEPS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
+	$(BIN)/lint-imports
 
 # First the production settings of .env.example's example (a generated key), whatever this
 # environment holds; then, when SECRET_KEY is set here, the environment the operator really has

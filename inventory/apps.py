@@ -6,5 +6,6 @@ class InventoryConfig(AppConfig):
     verbose_name = "Inventory"
 
     def ready(self) -> None:
-        # Declares the inventory's job kinds (backfill, validate, repair, rollback) to operations.
-        from inventory import jobs  # noqa: F401
+        # Declares the inventory's job kinds (backfill, validate, repair, rollback) and its
+        # "balances" check of /health to operations.
+        from inventory import health, jobs  # noqa: F401

@@ -4,6 +4,7 @@ balance objects (read from the catalog, not from django_migrations), the worker'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -12,6 +13,20 @@ from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
 from operations.backups import newest_backup_status
+
+# Checks the apps above operations declare from their ready() (inventory: "balances"), run in
+# that order after the migrations check. operations names no app above it (make lint's layers).
+_APP_CHECKS: dict[str, Callable[[], dict]] = {}
+
+
+def health_check_register(name: str):
+    """Decorator: `func()` returns a dict with at least "ok"; a false "ok" fails /health as `name`."""
+
+    def register(func: Callable[[], dict]) -> Callable[[], dict]:
+        _APP_CHECKS[name] = func
+        return func
+
+    return register
 
 
 @dataclass
@@ -92,9 +107,10 @@ def health_report() -> HealthReport:
     if behind:
         report.failing.append("migrations")
 
-    report.checks["balances"] = _balances_check()
-    if not report.checks["balances"]["ok"]:
-        report.failing.append("balances")
+    for name, check_func in _APP_CHECKS.items():
+        report.checks[name] = check_func()
+        if not report.checks[name]["ok"]:
+            report.failing.append(name)
 
     report.checks["worker"] = _worker_check()
     if not report.checks["worker"]["ok"] and settings.HEALTH_REQUIRE_WORKER:
@@ -106,40 +122,6 @@ def health_report() -> HealthReport:
         if not backups["ok"]:
             report.failing.append("backups")
     return report
-
-
-def _balances_check() -> dict:
-    """Table, trigger and function of every organisation, in one catalog query for all schemas.
-    django_migrations can record 0002 while the guide's rollback SQL has dropped all three; an
-    active organisation in that state fails health, named, with the command that fixes it."""
-    from inventory.services.validation import balance_objects_by_schema
-    from tenants.models import Organization
-
-    orgs = list(
-        Organization.objects.tenants()
-        .order_by("slug")
-        .values_list("slug", "schema_name", "is_active")
-    )
-    objects = balance_objects_by_schema([schema for _, schema, _ in orgs])
-    broken = {
-        slug: objects[schema]
-        for slug, schema, active in orgs
-        if active and not objects[schema].live
-    }
-    check = {
-        "ok": not broken,
-        "organisations": {slug: objects[schema].as_dict() for slug, schema, _ in orgs},
-    }
-    if broken:
-        check["missing"] = sorted(broken)
-        check["message"] = "; ".join(
-            f"{slug}: inventory_ledger missing (run manage.py migrate_schemas --schema {o.schema})"
-            if not o.ledger
-            else f"{slug}: {', '.join(o.missing) or 'trigger disabled'}"
-            f" (run manage.py repair_balances --schema {o.schema})"
-            for slug, o in broken.items()
-        )
-    return check
 
 
 def _worker_check() -> dict:
