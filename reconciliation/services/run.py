@@ -41,7 +41,7 @@ from tenants.models import Organization
 Progress = Callable[[int, int, str], None]
 
 class ReconciliationBusy(Exception):
-    """Another run for this organisation holds its lock."""
+    """Another run, or a backfill/repair, of this organisation holds its lock."""
 
 
 @dataclass
@@ -104,7 +104,9 @@ def reconciliation_run(
     try:
         held.enter_context(balance_writers_lock(wait=False))
     except BalanceWritersBusy:
-        raise ReconciliationBusy(f"a reconciliation of {schema} is already running") from None
+        raise ReconciliationBusy(
+            f"a reconciliation or a balance backfill of {schema} is already running"
+        ) from None
     with held:
         _close_interrupted_runs(org)
         since = None
