@@ -60,7 +60,6 @@ ALLOWED_HOSTS = list(
 )
 # Slug (or UUID) of the organisation used when nothing else names one; empty means none.
 DEFAULT_ORG = env_str("DEFAULT_ORG", "") or None
-ROUTING_CACHE_SECONDS = env_int("ROUTING_CACHE_SECONDS", 300)
 
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
@@ -198,9 +197,9 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Caches ---------------------------------------------------------------------------------
-# "default" is tenant-aware (keys carry the schema). "routing" holds organisation and API-key
-# lookups, which are global, so it must not use the tenant key function. With more than one
-# web process, point both at a shared cache (REDIS_URL) so invalidation reaches every process.
+# "default" is tenant-aware (keys carry the schema). Routing uses no cache: it reads keys and
+# organisations from PostgreSQL on every request (tenants/selectors.py), so nothing needs a cache
+# shared between processes; REDIS_URL only moves the default cache (needs the redis package).
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     _cache = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
@@ -208,7 +207,6 @@ else:
     _cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 CACHES = {
     "default": {**_cache, "KEY_FUNCTION": "django_tenants.cache.make_key", "KEY_PREFIX": "ie"},
-    "routing": {**_cache, "KEY_PREFIX": "ie-routing", "LOCATION": REDIS_URL or "routing"},
 }
 
 # --- Security -------------------------------------------------------------------------------

@@ -32,11 +32,6 @@ _KEY_COLUMNS = "k.id, k.key_hash, k.revoked_at, k.last_used_at, k.label"
 _NO_KEY = "NULL::bigint, NULL::varchar, NULL::timestamptz, NULL::timestamptz, NULL::varchar"
 
 
-def routing_cache_invalidate() -> None:
-    """Kept for tenants/signals.py: routing reads the database each request, there is no cache
-    left to drop."""
-
-
 @dataclass(frozen=True)
 class ApiKeyRecord:
     id: int

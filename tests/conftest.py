@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import psycopg
 import pytest
-from django.core.cache import caches
 from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
@@ -38,12 +37,10 @@ def django_db_setup(request, django_test_environment, django_db_blocker):
 
 @pytest.fixture(autouse=True)
 def _fresh_routing_state():
-    # Rolled-back tests must not leave organisations or keys behind in the routing cache, nor
-    # the connection in a tenant schema (setting the schema issues no query).
-    caches["routing"].clear()
+    # Rolled-back tests must not leave the connection in a tenant schema (setting the schema
+    # issues no query).
     yield
     connection.set_schema_to_public()
-    caches["routing"].clear()
 
 
 @pytest.fixture
