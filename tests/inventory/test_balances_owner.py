@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from inventory.selectors import fmt_qty
@@ -202,3 +203,23 @@ def test_a_backfill_or_repair_waits_for_the_reconciliation_lock(committed, servi
     assert done.is_set() and errors == [] and time.monotonic() - started < 30
     with schema_context("acme"):
         assert _balance(item, location) == Decimal(5)
+
+
+def test_the_one_copy_writer_loads_a_generator_and_the_trigger_keeps_the_balances(in_acme):
+    from inventory.models import LedgerEntry, Posting
+    from inventory.services.ledger_copy import ledger_rows_copy
+    from tests.inventory.helpers import balance_mismatches
+
+    items, [location], _ = make_catalog(items=3, locations=1, lots_per_item=0, prefix="CP")
+    posting = Posting.objects.create(idempotency_key="import:batch:cp", entry_count=6)
+    rows = (
+        (item.id, location.id, None, Decimal(n), "receipt", f"R-{n}", timezone.now())
+        for n, item in enumerate(items * 2, start=1)
+    )
+    assert ledger_rows_copy(rows, recorded_by="x" * 300, posting_id=posting.id) == 6
+    stored = LedgerEntry.objects.filter(posting=posting)
+    assert stored.count() == 6
+    assert {e.recorded_by for e in stored} == {"x" * 200}
+    assert len({e.recorded_at for e in stored}) == 1
+    assert _balance(items[0], location) == Decimal(1 + 4)
+    assert balance_mismatches("acme") == []
