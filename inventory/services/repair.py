@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from django.db import connection, transaction
 
+from inventory.balances import balance_writers_lock
 from inventory.services.backfill import BackfillResult, Progress, balances_backfill
 from inventory.services.validation import balance_objects_by_schema, balance_objects_require
 from inventory.sql import BALANCE_ROLLBACK, FORWARD, read_sql
@@ -78,10 +79,13 @@ def balances_repair(*, progress: Progress | None = None) -> RepairResult:
     waits for a reconciliation run of the tenant to finish (the balance-writers lock of
     inventory.balances) and sends inventory.signals.balances_rebuilt once the balances are exact."""
     result = RepairResult(schema=connection.schema_name)
-    if progress:
-        progress(0, 1, "putting back the balance table, function and trigger")
-    result.restored = balance_objects_restore()
-    result.backfill = balances_backfill(progress=progress)
+    # Held from the restore to the end of the backfill (which takes it again: re-entrant): a
+    # run must not compare a table just put back empty with the ledger and "correct" it.
+    with balance_writers_lock(wait=True):
+        if progress:
+            progress(0, 1, "putting back the balance table, function and trigger")
+        result.restored = balance_objects_restore()
+        result.backfill = balances_backfill(progress=progress)
     return result
 
 
