@@ -13,6 +13,7 @@ import logging
 import os
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -289,12 +290,27 @@ def _judge(good: list[BackupRecord], max_age_hours: float, min_ratio: float) -> 
 
 def wal_archiving_status():
     """pg_stat_archiver of this database's server when archive_mode is on (operations/pitr.py)."""
-    import psycopg
-
     from operations.pitr import archiver_check
 
-    with psycopg.connect(_conninfo()) as conn:
+    with _archiver_connection() as conn:
         return archiver_check(conn)
+
+
+@contextmanager
+def _archiver_connection():
+    """The request's own connection (/health runs often: no connection of its own), shaped like
+    a psycopg connection for archiver_check."""
+
+    class _Conn:
+        def __init__(self, cursor):
+            self.cursor = cursor
+
+        def execute(self, sql, params=None):
+            self.cursor.execute(sql, params)
+            return self.cursor
+
+    with connection.cursor() as cursor:
+        yield _Conn(cursor)
 
 
 def drill_freshness() -> tuple[bool, str]:

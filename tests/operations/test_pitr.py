@@ -119,7 +119,7 @@ def test_the_archiver_check_fails_when_archiving_fails(cluster, db, monkeypatch)
     from operations.models import BackupRecord
 
     BackupRecord.objects.create(file_name="x.dump", status="ok", started_at=timezone.now())
-    monkeypatch.setattr(backups, "_conninfo", lambda: cluster["conninfo"])
+    monkeypatch.setattr(backups, "_archiver_connection", lambda: psycopg.connect(cluster["conninfo"]))
     health = backups.newest_backup_status()
     assert not health["ok"] and not health["wal_archiving"]["ok"]
     assert "WAL archiving is failing" in health["message"]
