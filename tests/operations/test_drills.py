@@ -94,6 +94,16 @@ def test_it_fails_on_a_corrupt_remote_copy(clean_public, backup_dir, offsite):
     assert not drill.ok and "another checksum" in drill.message
 
 
+def test_it_fails_with_a_wrong_key_and_leaves_no_plain_copy(clean_public, backup_dir, offsite, monkeypatch):
+    from tests.operations.s3server import new_key
+
+    record = backup_create()
+    monkeypatch.setenv("BACKUP_ENCRYPTION_KEY", new_key())
+    drill = restore_drill()
+    assert not drill.ok and drill.source == "" and "wrong key" in drill.message
+    assert sorted(p.name for p in backup_dir.iterdir()) == [record.file_name]  # no drill-* left
+
+
 @pytest.mark.django_db
 def test_the_monitor_fails_on_a_stale_drill_and_health_shows_it(backup_dir, monkeypatch, api):
     from operations.tasks import worker_heartbeat
