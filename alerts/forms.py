@@ -12,10 +12,13 @@ TARGET_HELP = (
 )
 
 
-def clean_target(kind: str, target: str) -> str:
+def clean_target(kind: str, target: str, *, for_organization: bool = False) -> str:
     """The target in its stored form, or ValidationError naming what is wrong; the pages' form
-    and the admin's both use it."""
+    and the admin's both use it. An organisation's channel may not call a private address, nor
+    use Apprise (whose json://, matrix://... services reach any host)."""
     target = (target or "").strip()
+    if for_organization and kind == Channel.Kind.APPRISE:
+        raise ValidationError("Chat channels are set up by platform admins; use a webhook.")
     if kind == Channel.Kind.EMAIL:
         addresses = [a.strip() for a in target.split(",") if a.strip()]
         if not addresses:
@@ -32,6 +35,13 @@ def clean_target(kind: str, target: str) -> str:
             URLValidator(schemes=["http", "https"])(target)
         except ValidationError:
             raise ValidationError("Give an http:// or https:// URL.") from None
+        if for_organization:
+            from alerts.transports import DeliveryError, public_host_required
+
+            try:
+                public_host_required(target)
+            except DeliveryError as err:
+                raise ValidationError(str(err)) from None
         return target
     if kind == Channel.Kind.APPRISE:
         from alerts.transports import apprise_url_valid
@@ -52,11 +62,19 @@ class ChannelForm(forms.Form):
         help_text="Signs every POST (X-Alert-Signature: sha256=HMAC of the body). Blank: generated.",
     )
 
+    def __init__(self, *args, organization=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.organization = organization
+
     def clean(self):
         data = super().clean()
         if data.get("kind"):
             try:
-                data["target"] = clean_target(data["kind"], data.get("target", ""))
+                data["target"] = clean_target(
+                    data["kind"],
+                    data.get("target", ""),
+                    for_organization=self.organization is not None,
+                )
             except ValidationError as err:
                 self.add_error("target", err)
         return data
@@ -72,7 +90,11 @@ class ChannelAdminForm(forms.ModelForm):
         data = super().clean()
         if data.get("kind"):
             try:
-                data["target"] = clean_target(data["kind"], data.get("target", ""))
+                data["target"] = clean_target(
+                    data["kind"],
+                    data.get("target", ""),
+                    for_organization=data.get("organization") is not None,
+                )
             except ValidationError as err:
                 self.add_error("target", err)
         return data

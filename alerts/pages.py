@@ -22,7 +22,7 @@ def _alerts(request, org=None) -> HttpResponse:
 
 
 def _channels(request, org=None) -> HttpResponse:
-    form = ChannelForm(request.POST or None)
+    form = ChannelForm(request.POST or None, organization=org)
     if request.method == "POST" and form.is_valid():
         channel_create(
             **form.cleaned_data, organization=org, created_by=request.user.get_username()

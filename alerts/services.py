@@ -163,6 +163,8 @@ def _transport(delivery: Delivery) -> None:
     elif channel.kind == Channel.Kind.APPRISE:
         transports.send_apprise(url=channel.target, title=subject, body=text)
     else:
+        if channel.organization_id:  # checked again at each send: DNS may have changed
+            transports.public_host_required(channel.target)
         transports.send_webhook(url=channel.target, secret=channel.secret, payload=payload)
 
 

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
+import socket
 import urllib.error
 import urllib.request
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -18,6 +21,23 @@ SIGNATURE_HEADER = "X-Alert-Signature"
 
 class DeliveryError(Exception):
     pass
+
+
+def public_host_required(url: str) -> None:
+    """Refuse a URL whose host resolves to a loopback, private, link-local or reserved address:
+    an organisation's owner must not make our servers call into our own network (SSRF).
+    ALERT_ALLOW_PRIVATE_TARGETS lifts it (tests, a private deployment)."""
+    if settings.ALERT_ALLOW_PRIVATE_TARGETS:
+        return
+    parts = urlsplit(url)
+    try:
+        infos = socket.getaddrinfo(parts.hostname or "", parts.port or 443, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, ValueError) as err:
+        raise DeliveryError(f"cannot resolve {parts.hostname!r}: {err}") from err
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global or address.is_multicast:
+            raise DeliveryError(f"{parts.hostname} is a private or local address ({address})")
 
 
 def sign(secret: str, body: bytes) -> str:

@@ -276,6 +276,8 @@ ALERT_WEBHOOK_TIMEOUT_SECONDS = env_int("ALERT_WEBHOOK_TIMEOUT_SECONDS", 5)
 ALERT_MAX_ATTEMPTS = env_int("ALERT_MAX_ATTEMPTS", 5)
 # A failed delivery is retried after base x 2^(attempts-1) seconds (by the minute evaluation).
 ALERT_RETRY_BASE_SECONDS = env_int("ALERT_RETRY_BASE_SECONDS", 60)
+# Organisations' webhooks may not call loopback/private addresses unless this is true.
+ALERT_ALLOW_PRIVATE_TARGETS = env_bool("ALERT_ALLOW_PRIVATE_TARGETS", False)
 
 LOGGING = {
     "version": 1,

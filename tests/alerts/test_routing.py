@@ -26,6 +26,7 @@ def test_it_sends_acme_discrepancies_to_the_platform_and_acme_never_to_globex(
     acme, globex, acme_owner, globex_owner, webhook, deliver_now, worker_alive, settings
 ):
     settings.SITE_URL = "https://ops.example.test"
+    settings.ALERT_ALLOW_PRIVATE_TARGETS = True  # the test's receivers listen on 127.0.0.1
     platform, acme_hook, globex_hook = webhook("p-secret"), webhook("a-secret"), webhook("g-secret")
     channel_create(name="ops", kind="webhook", target=platform.url, secret="p-secret")
     channel_create(
@@ -88,8 +89,9 @@ def test_it_sends_acme_discrepancies_to_the_platform_and_acme_never_to_globex(
 
 
 def test_it_keeps_platform_events_off_organisation_channels(
-    acme, webhook, deliver_now, worker_alive
+    acme, webhook, deliver_now, worker_alive, settings
 ):
+    settings.ALERT_ALLOW_PRIVATE_TARGETS = True
     platform, acme_hook = webhook("p"), webhook("a")
     channel_create(name="ops", kind="webhook", target=platform.url, secret="p")
     channel_create(
@@ -146,3 +148,30 @@ def test_it_shows_platform_admins_every_alert_with_its_deliveries(
     assert _client(owner).get("/alerts/").status_code == 403
     assert Client(HTTP_HOST="localhost").get("/alerts/").status_code == 302
     assert Delivery.objects.get().attempts == 1
+
+
+def test_it_refuses_organisation_webhooks_to_private_addresses_when_added_and_when_sent(
+    acme, acme_owner, webhook, deliver_now, worker_alive
+):
+    hook = webhook("a")
+    client = _client(acme_owner)
+    for target in (hook.url, "http://10.0.0.5/hook", "http://169.254.169.254/latest/meta-data/"):
+        page = client.post(
+            "/orgs/acme/alerts/channels/", {"name": "x", "kind": "webhook", "target": target}
+        )
+        assert page.status_code == 400 and b"is a private or local address" in page.content
+    page = client.post(
+        "/orgs/acme/alerts/channels/",
+        {"name": "x", "kind": "apprise", "target": hook.url.replace("http", "json")},
+    )
+    assert (
+        page.status_code == 400 and b"Chat channels are set up by platform admins" in page.content
+    )
+    assert not Channel.objects.exists()
+    # One stored before (or pointed there by DNS since) is refused at each send.
+    channel_create(name="old", kind="webhook", target=hook.url, secret="a", organization=acme)
+    skew_and_reconcile("acme")
+    deliver_now()
+    delivery = Delivery.objects.get()
+    assert delivery.status == "retrying" and "is a private or local address" in delivery.last_error
+    assert hook.requests == []
