@@ -11,7 +11,7 @@ from django.test import Client
 from django_tenants.utils import schema_context
 
 from tests.factories import make_user
-from tests.inventory.helpers import make_catalog, wipe_tenant
+from tests.inventory.helpers import BackgroundWriters, make_catalog, wipe_tenant
 
 
 @pytest.fixture(scope="session")
@@ -136,3 +136,18 @@ def committed(django_db_setup, django_db_blocker):
                 "operations_backup_checks, operations_restore_drills, operations_backups, "
                 "alerts_delivery_attempts, alerts_deliveries, alerts_alerts"
             )
+
+
+@pytest.fixture
+def background_writers(committed):
+    """`start(schema, keys, threads=3, max_rows=10)`: sessions posting random rows until the test
+    ends (or calls `.stop()`); stopped before `committed` empties the tables."""
+    started: list[BackgroundWriters] = []
+
+    def start(schema: str, keys, **options) -> BackgroundWriters:
+        started.append(BackgroundWriters(committed, schema, keys, **options))
+        return started[-1]
+
+    yield start
+    for writers in started:
+        writers.stop()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from decimal import Decimal
 
+import psycopg
 from django.db import connection
 
-from inventory.models import Item, Location, Lot
+from tests.factories import make_catalog  # noqa: F401  (re-exported: the inventory tests import it here)
 
 TENANT_TABLES = (
     "inventory_ledger",
@@ -19,22 +22,68 @@ TENANT_TABLES = (
 )
 
 
-def make_catalog(*, items: int = 5, locations: int = 3, lots_per_item: int = 2, prefix: str = "T"):
-    """Items, locations and lots in the current schema."""
-    item_objs = Item.objects.bulk_create(
-        [Item(sku=f"{prefix}-{n:04d}", name=f"Test item {n}", unit="g") for n in range(items)]
-    )
-    loc_objs = Location.objects.bulk_create(
-        [Location(code=f"{prefix}-LOC-{n}", name=f"Location {n}") for n in range(locations)]
-    )
-    lot_objs = Lot.objects.bulk_create(
-        [
-            Lot(item=i, code=f"{prefix}-LOT-{i.id}-{k}")
-            for i in item_objs
-            for k in range(lots_per_item)
-        ]
-    )
-    return item_objs, loc_objs, lot_objs
+LEDGER_INSERT = (
+    "INSERT INTO inventory_ledger (item_id, location_id, lot_id, qty_canonical, kind, reference, "
+    "occurred_at, recorded_at, recorded_by) VALUES {values}"
+)
+
+
+def insert_rows(conn: psycopg.Connection, rows) -> None:
+    """(item_id, location_id, lot_id, qty) rows in one INSERT (one statement: the trigger locks
+    their keys in sorted order, as for the posting service), committed."""
+    values = ", ".join(["(%s, %s, %s, %s, 'adjustment', '', now(), now(), '')"] * len(rows))
+    conn.execute(LEDGER_INSERT.format(values=values), [v for row in rows for v in row])
+    if not conn.autocommit:
+        conn.commit()
+
+
+class BackgroundWriters:
+    """Sessions that keep posting random rows to `keys` (1..max_rows per transaction) until
+    stopped: what the exactness tests run beside a backfill, a reconciliation or a repair.
+    Made by the `background_writers` fixture, which stops them before the data is wiped."""
+
+    def __init__(self, committed, schema: str, keys, *, threads: int = 3, max_rows: int = 10):
+        self.committed, self.schema, self.keys, self.max_rows = committed, schema, keys, max_rows
+        self.errors: list[BaseException] = []
+        self.rows = [0] * threads  # rows committed, per writer
+        self.transactions = [0] * threads
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._work, args=(n,)) for n in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self, n: int) -> None:
+        rng = random.Random(n)
+        try:
+            with self.committed.connect(self.schema, autocommit=True) as conn:
+                while not self._stop.is_set():
+                    rows = [
+                        (*rng.choice(self.keys), random_qty(rng))
+                        for _ in range(rng.randint(1, self.max_rows))
+                    ]
+                    insert_rows(conn, rows)
+                    self.rows[n] += len(rows)
+                    self.transactions[n] += 1
+        except BaseException as err:  # noqa: BLE001 - reported by the test
+            self.errors.append(err)
+
+    @property
+    def written(self) -> int:
+        return sum(self.rows)
+
+    def wait_for(self, rows: int, timeout: float = 60) -> None:
+        """Until the writers have committed `rows` rows in all."""
+        deadline = time.monotonic() + timeout
+        while self.written < rows:
+            assert not self.errors, self.errors
+            assert time.monotonic() < deadline, f"writers stalled at {self.rows}"
+            self._stop.wait(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        assert not any(t.is_alive() for t in self._threads), "a writer hung (deadlock?)"
 
 
 def random_keys(items, locations, lots, count: int, seed: int = 1):

@@ -9,7 +9,6 @@ import threading
 import time
 from decimal import Decimal
 
-import psycopg
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context
@@ -20,21 +19,11 @@ from inventory.services.posting import ledger_entries_create
 from tests.inventory.helpers import (
     balance_mismatches,
     count_rows,
+    insert_rows,
     make_catalog,
     random_keys,
     random_qty,
 )
-
-INSERT = (
-    "INSERT INTO inventory_ledger (item_id, location_id, lot_id, qty_canonical, kind, reference, "
-    "occurred_at, recorded_at, recorded_by) VALUES {values}"
-)
-
-
-def insert_rows(conn: psycopg.Connection, rows) -> None:
-    values = ", ".join(["(%s, %s, %s, %s, 'adjustment', '', now(), now(), '')"] * len(rows))
-    conn.execute(INSERT.format(values=values), [v for row in rows for v in row])
-    conn.commit()
 
 
 def run_writers(committed, schema: str, jobs: list[list[list[tuple]]]) -> list[BaseException]:
@@ -91,7 +80,7 @@ def test_it_is_exact_and_deadlock_free_with_concurrent_mixed_key_batches(committ
     assert balance_mismatches("acme") == []
 
 
-def test_backfill_is_exact_while_others_insert(committed):
+def test_backfill_is_exact_while_others_insert(committed, background_writers):
     with schema_context("acme"):
         items, locations, lots = make_catalog(items=60, locations=4, lots_per_item=2)
     keys = random_keys(items, locations, lots, 400, seed=5)
@@ -107,34 +96,12 @@ def test_backfill_is_exact_while_others_insert(committed):
         conn.commit()
     assert balance_mismatches("acme") != []
 
-    stop = threading.Event()
-    errors: list[BaseException] = []
-
-    def writer(seed):
-        r = random.Random(seed)
-        try:
-            with committed.connect("acme") as c:
-                while not stop.is_set():
-                    insert_rows(
-                        c, [(*r.choice(keys), random_qty(r)) for _ in range(r.randint(1, 20))]
-                    )
-        except BaseException as err:  # noqa: BLE001
-            errors.append(err)
-
-    threads = [threading.Thread(target=writer, args=(s,)) for s in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        progress = []
-        with schema_context("acme"):
-            result = balances_backfill(
-                chunk_items=7, progress=lambda d, t, m: progress.append((d, t))
-            )
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-    assert errors == []
+    writers = background_writers("acme", keys, threads=3, max_rows=20)
+    progress = []
+    with schema_context("acme"):
+        result = balances_backfill(chunk_items=7, progress=lambda d, t, m: progress.append((d, t)))
+    writers.stop()
+    assert writers.errors == []
     assert result.chunks == progress[-1][0] == progress[-1][1] >= 8
     assert result.ledger_rows >= 3500
     assert balance_mismatches("acme") == []

@@ -8,14 +8,11 @@ from decimal import Decimal
 from django.db import connection
 from django_tenants.utils import schema_context
 
-from tests.inventory.helpers import make_catalog
+from tests.factories import make_catalog, post_rows
 
 
 def post(schema: str, entries: list[dict]):
-    from inventory.services.posting import ledger_entries_create
-
-    with schema_context(schema):
-        return ledger_entries_create(entries=entries)
+    return post_rows(schema, entries)
 
 
 def stock_keys(schema: str, count: int, *, prefix: str) -> list[dict]:

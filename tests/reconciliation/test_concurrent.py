@@ -3,15 +3,13 @@ does not lose a transaction that commits after a later one."""
 
 from __future__ import annotations
 
-import random
-import threading
 from decimal import Decimal
 
 from django_tenants.utils import schema_context
 
 from reconciliation.models import Discrepancy
 from reconciliation.services import reconciliation_run
-from tests.inventory.helpers import make_catalog, random_keys, random_qty
+from tests.inventory.helpers import make_catalog, random_keys
 
 INSERT = (
     "INSERT INTO inventory_ledger (item_id, location_id, lot_id, qty_canonical, kind, reference, occurred_at, "
@@ -19,47 +17,18 @@ INSERT = (
 )
 
 
-def test_no_false_differences_while_inserts_run(committed):
+def test_no_false_differences_while_inserts_run(committed, background_writers):
     with schema_context("acme"):
         items, locations, lots = make_catalog(items=30, locations=4, lots_per_item=2)
     keys = random_keys(items, locations, lots, 200, seed=9)
-    stop = threading.Event()
-    errors, inserted = [], [0]
-
-    def writer(seed):
-        rng = random.Random(seed)
-        try:
-            with committed.connect("acme") as conn:
-                while not stop.is_set():
-                    # One statement per transaction, as the posting service does: the trigger
-                    # then locks the keys in sorted order.
-                    rows = [(*rng.choice(keys), random_qty(rng)) for _ in range(rng.randint(1, 10))]
-                    values = ", ".join(
-                        ["(%s, %s, %s, %s, 'adjustment', '', now(), now(), '')"] * len(rows)
-                    )
-                    conn.execute(
-                        INSERT.split(" VALUES ")[0] + " VALUES " + values,
-                        [v for r in rows for v in r],
-                    )
-                    conn.commit()
-                    inserted[0] += 1
-        except BaseException as err:  # noqa: BLE001
-            errors.append(err)
-
-    threads = [threading.Thread(target=writer, args=(s,)) for s in range(3)]
-    for t in threads:
-        t.start()
-    try:
-        runs = []
-        with schema_context("acme"):
-            for n in range(6):
-                runs.append(reconciliation_run(mode="full" if n % 2 == 0 else "incremental"))
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-    assert errors == []
-    assert inserted[0] > 20, "the writers did not get going"
+    writers = background_writers("acme", keys, threads=3, max_rows=10)
+    runs = []
+    with schema_context("acme"):
+        for n in range(6):
+            runs.append(reconciliation_run(mode="full" if n % 2 == 0 else "incremental"))
+    writers.stop()
+    assert writers.errors == []
+    assert sum(writers.transactions) > 20, "the writers did not get going"
     assert [r.differences_found for r in runs] == [0] * 6
     assert Discrepancy.objects.count() == 0
 
