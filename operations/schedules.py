@@ -1,4 +1,8 @@
-"""The schedules the product runs on, defined once; setup_schedules writes them idempotently."""
+"""The schedules the product runs on; setup_schedules writes them idempotently.
+
+Operations' own schedules are listed here; other apps declare theirs with `schedule_register`
+from their AppConfig.ready() (as they declare their job kinds), so operations names no other app.
+"""
 
 from __future__ import annotations
 
@@ -24,13 +28,6 @@ SCHEDULES = [
     ScheduleSpec(
         "backup database", "operations.tasks.backup_database", Schedule.CRON, cron="30 1 * * *"
     ),
-    # Incremental every day, full on Sundays (the task decides from the date).
-    ScheduleSpec(
-        "reconcile balances",
-        "reconciliation.tasks.reconcile_all_scheduled",
-        Schedule.CRON,
-        cron="0 2 * * *",
-    ),
     # After the backup, before the monitor (which fails on a last good drill over 8 days old).
     ScheduleSpec(
         "restore drill", "operations.drills.restore_drill_task", Schedule.CRON, cron="30 2 * * *"
@@ -38,9 +35,13 @@ SCHEDULES = [
     ScheduleSpec(
         "monitor backups", "operations.tasks.monitor_backups", Schedule.CRON, cron="0 3 * * *"
     ),
-    # Opens and resolves alerts from what the jobs above record (alerts/rules.py).
-    ScheduleSpec("evaluate alerts", "alerts.tasks.evaluate_alerts", Schedule.MINUTES, minutes=1),
 ]
+
+
+def schedule_register(spec: ScheduleSpec) -> None:
+    """Declare an app's schedule (idempotent by name: ready() may run more than once)."""
+    if spec.name not in {s.name for s in SCHEDULES}:
+        SCHEDULES.append(spec)
 
 
 def schedules_ensure() -> list[tuple[str, bool]]:

@@ -3,10 +3,12 @@ ready (reconciliation/apps.py): the page's "Run now", the runbook and reconcile_
 
 from __future__ import annotations
 
+from django_q.models import Schedule
 from django_tenants.utils import schema_context
 
 from operations.models import JobRun
 from operations.registry import JobResult, Progress, job_kind_register
+from operations.schedules import ScheduleSpec, schedule_register
 from reconciliation.services import reconciliation_run, reconciliation_summary
 
 
@@ -45,3 +47,14 @@ def reconcile(
         )
         figures = reconciliation_summary(run)
     return JobResult(summary=summary_line(figures), data=figures)
+
+
+# Incremental every day at 02:00, full on Sundays (the task decides from the date).
+schedule_register(
+    ScheduleSpec(
+        "reconcile balances",
+        "reconciliation.tasks.reconcile_all_scheduled",
+        Schedule.CRON,
+        cron="0 2 * * *",
+    )
+)

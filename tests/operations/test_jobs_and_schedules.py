@@ -31,8 +31,9 @@ def test_schedules_are_created_once_however_often_setup_runs(capsys):
     assert set(schedules) == {s.name for s in SCHEDULES} >= {
         "worker heartbeat",
         "backup database",
-        "reconcile balances",
+        "reconcile balances",  # declared by reconciliation
         "monitor backups",
+        "evaluate alerts",  # declared by alerts
     }
     assert Schedule.objects.count() == len(SCHEDULES)
     assert schedules["reconcile balances"].cron == "0 2 * * *"
@@ -447,7 +448,7 @@ def test_the_job_runner_names_no_other_app():
 
     root = Path(__file__).resolve().parents[2] / "operations"
     named = []
-    for name in ("dispatch.py", "jobs.py", "registry.py", "tasks.py", "apps.py"):
+    for name in ("dispatch.py", "jobs.py", "registry.py", "tasks.py", "apps.py", "schedules.py"):
         tree = ast.parse((root / name).read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:
@@ -456,7 +457,7 @@ def test_the_job_runner_names_no_other_app():
                 module = node.value
             else:
                 continue
-            if module.split(".")[0] in {"inventory", "reconciliation", "dashboard"}:
+            if module.split(".")[0] in {"inventory", "reconciliation", "dashboard", "alerts"}:
                 named.append(f"{name}: {module}")
     assert named == []
 
