@@ -118,7 +118,12 @@ def discrepancies() -> list[Finding]:
             f"{g['largest'].normalize():f}. Waiting for review since {_when(g['since'])}.",
             absolute(
                 reverse("reconciliation"),
-                {"org": g["organization__slug"], "status": "open", "min": str(tolerance)},
+                {
+                    "org": g["organization__slug"],
+                    "status": "open",
+                    "run": g["run_id"],
+                    "min": str(tolerance),
+                },
             ),
             g["since"],
             g["organization_id"],

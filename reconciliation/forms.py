@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django import forms
 
+from inventory.forms import AsciiIntegerField
 from reconciliation.models import Discrepancy
 
 # The largest size a discrepancy can have: abs_difference is NUMERIC(18, 6).
@@ -40,6 +41,8 @@ class QueueFilterForm(forms.Form):
         required=False,
         choices=[("all", "All"), *Discrepancy.Status.choices],
     )
+    # The run that found them (alerts link to the queue filtered to their run).
+    run = AsciiIntegerField(label="Run", required=False, min_value=1, max_value=2**63 - 1)
     min = _size("Size at least")
     max = _size("Size below")
     sort = forms.ChoiceField(

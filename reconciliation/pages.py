@@ -23,6 +23,7 @@ from reconciliation.services import (
     discrepancy_approve,
     discrepancy_dismiss,
 )
+from reconciliation.trend import trend_chart, trend_runs
 from tenants.access import SUPPORT_ROLES, orgs_for, support_required
 
 STATUSES = [s for s, _ in Discrepancy.Status.choices]
@@ -53,6 +54,8 @@ def queue_page(request) -> HttpResponse:
         qs = qs.filter(organization__slug=org)
     if status != "all":
         qs = qs.filter(status=status)
+    if form.value("run") is not None:
+        qs = qs.filter(run_id=form.value("run"))
     if form.value("min") is not None:
         qs = qs.filter(abs_difference__gte=form.value("min"))
     if form.value("max") is not None:
@@ -67,7 +70,9 @@ def queue_page(request) -> HttpResponse:
     )
     # What the address bar asked for, echoed into the form and the pager (bad values included,
     # so the user sees what was refused).
-    raw = {name: request.GET.get(name, "") for name in ("org", "status", "min", "max", "sort")}
+    raw = {
+        name: request.GET.get(name, "") for name in ("org", "status", "run", "min", "max", "sort")
+    }
     raw["status"] = raw["status"] or status
     raw["sort"] = raw["sort"] or sort
     return render(
@@ -78,6 +83,7 @@ def queue_page(request) -> HttpResponse:
             "page": page,
             "rows": list(page.object_list),
             "runs": runs,
+            "trend": trend_chart(trend_runs(orgs, org), all_orgs=not org),
             "form": form,
             "f": raw,
             "query": urlencode(raw),

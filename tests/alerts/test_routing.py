@@ -51,7 +51,7 @@ def test_it_sends_acme_discrepancies_to_the_platform_and_acme_never_to_globex(
     assert "found 3 open discrepancies" in payload["summary"]
     assert "largest difference is 21" in payload["summary"]  # 7, 14, 21
     assert payload["link"] == (
-        "https://ops.example.test/reconciliation/?org=acme&status=open&min=0.01"
+        f"https://ops.example.test/reconciliation/?org=acme&status=open&run={run.id}&min=0.01"
     )
     # A second run that sees the same discrepancies opens nothing: one message per run found them.
     deliver_now()
