@@ -284,3 +284,21 @@ def runbook_steps(org: Organization) -> tuple[list[RunbookStep], object]:
 
 def attention_filter(rows: list[FleetRow], only_attention: bool) -> list[FleetRow]:
     return [r for r in rows if r.needs_attention] if only_attention else rows
+
+
+def fleet_select(*, only: str | None = None, slugs: list[str] | None = None):
+    """The organisations a fleet run covers, and how they were chosen (`--org`, `--only
+    needs-attention`, or all active ones)."""
+    from dashboard.fleet_runs import FleetRunError
+
+    orgs = Organization.objects.tenants().order_by("slug")
+    if slugs:
+        found = list(orgs.filter(slug__in=slugs))
+        unknown = sorted(set(slugs) - {o.slug for o in found})
+        if unknown:
+            raise FleetRunError(f"no such organisation: {', '.join(unknown)}")
+        return found, "orgs: " + ", ".join(o.slug for o in found)
+    active = list(orgs.filter(is_active=True))
+    if only == "needs-attention":
+        return [r.org for r in fleet_rows(active) if r.needs_attention], "needs attention"
+    return active, "all active"
