@@ -12,6 +12,7 @@ from django_tenants.utils import schema_context
 
 from tests.factories import make_user
 from tests.inventory.helpers import BackgroundWriters, make_catalog, wipe_tenant
+from tests.page_helpers import client_for
 
 
 @pytest.fixture(scope="session")
@@ -151,3 +152,70 @@ def background_writers(committed):
     yield start
     for writers in started:
         writers.stop()
+
+
+# --- Page tests (tests/<app>/test_*_pages.py): users of each kind, a signed-in client per
+# user, jobs run inline. ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def admin_user(db):
+    return make_user("platform-admin", superuser=True)
+
+
+@pytest.fixture
+def acme_support(acme):
+    from tenants.models import Membership
+
+    return make_user("acme-support", org=acme, role=Membership.Role.SUPPORT)
+
+
+@pytest.fixture
+def globex_support(globex):
+    from tenants.models import Membership
+
+    return make_user("globex-support", org=globex, role=Membership.Role.SUPPORT)
+
+
+@pytest.fixture
+def anon():
+    return client_for(None)
+
+
+@pytest.fixture
+def as_admin(admin_user):
+    return client_for(admin_user)
+
+
+@pytest.fixture
+def as_acme_owner(acme_owner):
+    return client_for(acme_owner)
+
+
+@pytest.fixture
+def as_globex_owner(globex_owner):
+    return client_for(globex_owner)
+
+
+@pytest.fixture
+def as_acme_support(acme_support):
+    return client_for(acme_support)
+
+
+@pytest.fixture
+def as_globex_support(globex_support):
+    return client_for(globex_support)
+
+
+@pytest.fixture
+def sync_jobs(monkeypatch):
+    """Queued django-q tasks run inline, inside the test's transaction."""
+    from django_q.conf import Conf
+
+    monkeypatch.setattr(Conf, "SYNC", True)
+
+
+@pytest.fixture
+def backup_dir(settings, tmp_path):
+    settings.BACKUP_DIR = tmp_path / "backups"
+    return settings.BACKUP_DIR

@@ -1,4 +1,5 @@
-"""Builders for the page tests: stock in a tenant, open discrepancies, login redirects."""
+"""Builders for the page tests of every app: a signed-in client, stock in a tenant, open
+discrepancies, login redirects, query counts (their fixtures are in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import re
 from decimal import Decimal
 
 from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django_tenants.utils import schema_context
 
-from tests.factories import make_catalog, post_rows
+from tests.factories import PASSWORD, make_catalog, post_rows
 
 
 def post(schema: str, entries: list[dict]):
@@ -90,3 +93,28 @@ def table_body(html: str, table_id: str) -> str:
 
 def messages_of(response) -> list[str]:
     return [str(m) for m in response.context["messages"]] if response.context else []
+
+
+def client_for(user=None) -> Client:
+    """A client on the platform host, logged in as `user` (anonymous when None)."""
+    client = Client(HTTP_HOST="localhost")
+    if user is not None:
+        assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+def queries_for(client, path: str) -> tuple[int, list[str]]:
+    client.get(path)  # warm the session, routing and content-type caches
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(path)
+    assert response.status_code == 200, response.status_code
+    return len(ctx.captured_queries), [q["sql"] for q in ctx.captured_queries]
+
+
+def assert_same(small: tuple[int, list[str]], large: tuple[int, list[str]], budget: int) -> None:
+    """The same count at both sizes, and no more than the page's budget (the count measured when
+    the budget was set: a query added to every request fails here too)."""
+    assert small[0] == large[0], "\n".join(
+        ["queries grew with the rows:", *large[1][len(small[1]) - 3 :]]
+    )
+    assert large[0] <= budget, "\n".join([f"{large[0]} queries, budget {budget}:", *large[1]])

@@ -15,7 +15,7 @@ from django_tenants.utils import schema_context
 
 from tests.factories import PASSWORD, make_user
 from tests.inventory.helpers import make_catalog
-from tests.pages.helpers import text
+from tests.page_helpers import text
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import pytest
 
 from operations.jobs import job_run_create
 from operations.models import BackupCheck, BackupRecord, JobRun
-from tests.pages.helpers import assert_login_redirect, table_body, text
+from tests.page_helpers import assert_login_redirect, table_body, text
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.staticfiles import finders
 
-from tests.pages.helpers import text
+from tests.page_helpers import text
 
 pytestmark = pytest.mark.django_db
 

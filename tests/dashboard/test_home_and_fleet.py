@@ -8,8 +8,7 @@ import re
 import pytest
 
 from tests.factories import make_user
-from tests.pages.conftest import client_for
-from tests.pages.helpers import assert_login_redirect, open_discrepancies, text
+from tests.page_helpers import assert_login_redirect, client_for, open_discrepancies, text
 
 pytestmark = pytest.mark.django_db
 

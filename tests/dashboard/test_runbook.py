@@ -10,7 +10,7 @@ from django.db import connection
 from operations.jobs import job_run_create
 from operations.models import BackupRecord, JobRun
 from tests.inventory.helpers import balance_mismatches, make_catalog
-from tests.pages.helpers import assert_login_redirect, messages_of, post, text
+from tests.page_helpers import assert_login_redirect, messages_of, post, text
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,7 @@ import pytest
 from django_tenants.utils import schema_context
 
 from tests.inventory.helpers import make_catalog
-from tests.pages.conftest import client_for
-from tests.pages.helpers import assert_login_redirect, post, stock_keys, table_body, text
+from tests.page_helpers import assert_login_redirect, client_for, post, stock_keys, table_body, text
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,7 @@ import pytest
 
 from operations.models import JobRun
 from reconciliation.models import Discrepancy, ReconciliationRun
-from tests.pages.helpers import (
+from tests.page_helpers import (
     assert_login_redirect,
     balance_of,
     messages_of,
@@ -284,7 +284,7 @@ def test_bulk_approve_returns_to_the_filtered_queue_but_never_off_site(as_admin,
 def test_support_starts_a_reconciliation_of_a_supported_organisation(
     as_acme_support, acme_support, acme, sync_jobs
 ):
-    from tests.pages.helpers import stock_keys
+    from tests.page_helpers import stock_keys
 
     stock_keys("acme", 1, prefix="N")
     response = as_acme_support.post("/reconciliation/run/", {"org": "acme", "mode": "full"})
@@ -448,7 +448,7 @@ def test_run_now_reports_new_and_still_open_apart(as_acme_support, acme, sync_jo
     from django.db import connection
     from django_tenants.utils import schema_context
 
-    from tests.pages.helpers import stock_keys
+    from tests.page_helpers import stock_keys
 
     open_discrepancies("acme", 3, prefix="H")  # three already open
     stock_keys("acme", 1, prefix="J")

@@ -9,8 +9,7 @@ import pytest
 
 from tenants.models import ApiKey
 from tests.factories import make_user
-from tests.pages.conftest import client_for
-from tests.pages.helpers import assert_login_redirect, messages_of, table_body, text
+from tests.page_helpers import assert_login_redirect, client_for, messages_of, table_body, text
 
 pytestmark = pytest.mark.django_db
 

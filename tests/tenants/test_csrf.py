@@ -11,7 +11,7 @@ from django.test import Client
 from operations.models import BackupRecord, JobRun
 from tenants.models import ApiKey
 from tests.factories import PASSWORD
-from tests.pages.helpers import open_discrepancies
+from tests.page_helpers import open_discrepancies
 
 pytestmark = pytest.mark.django_db
 
