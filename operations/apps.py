@@ -17,6 +17,13 @@ class OperationsConfig(AppConfig):
 
         post_spawn.connect(_beat_on_spawn, dispatch_uid="operations-heartbeat-on-spawn")
 
+        from django.db.models.signals import post_migrate
+
+        from operations.health import health_snapshot_invalidate
+
+        # Once per migrated schema (sent per app; this app's signal is enough).
+        post_migrate.connect(health_snapshot_invalidate, sender=self, dispatch_uid="health-snapshot")
+
 
 def _beat_on_spawn(sender, proc_name, **kwargs) -> None:
     """Beat as soon as a worker process starts, not only at the first scheduled minute."""

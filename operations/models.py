@@ -203,3 +203,19 @@ class RestoreDrill(models.Model):
 
     def __str__(self) -> str:
         return f"drill {'ok' if self.ok else 'FAIL'} {self.started_at:%Y-%m-%d %H:%M}"
+
+
+class HealthSnapshot(models.Model):
+    """One /health check's last result ("migrations", "balances", ...), computed over every
+    organisation by the worker each minute (operations/health.py); /health reads these rows
+    instead of touching each schema. Emptied by the event trigger on any DDL and after migrate."""
+
+    name = models.CharField(max_length=50, primary_key=True)
+    result = models.JSONField()
+    checked_at = models.DateTimeField()
+
+    class Meta:
+        db_table = "operations_health_snapshot"
+
+    def __str__(self) -> str:
+        return f"{self.name} at {self.checked_at:%H:%M:%S}"
