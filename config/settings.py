@@ -133,6 +133,10 @@ ROOT_URLCONF = "config.urls_tenant"
 # Issue `SET search_path` only when the tenant changes, not before every cursor; routing sets the
 # path in its own query (tenants/selectors.py), so a keyed request needs no SET at all.
 TENANT_LIMIT_SET_CALLS = True
+# The migrated schema new organisations are copied from (tenants/clone.py; rebuilt when the code's
+# migrations change). A leading underscore: no slug makes it. TENANT_CREATION_FAKES_MIGRATIONS
+# stays off: django-tenants' own clone_schema is not used.
+TENANT_BASE_SCHEMA = "_tenant_template"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

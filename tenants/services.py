@@ -14,6 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from tenants.clone import schema_clone, template_current, template_refresh
 from tenants.models import (
     RESERVED_SCHEMAS,
     RESERVED_SLUGS,
@@ -79,10 +80,13 @@ def organization_slug_check(slug: str) -> None:
 
 
 def organization_create(
-    *, slug: str, name: str, is_active: bool = True
+    *, slug: str, name: str, is_active: bool = True, clone: bool = True
 ) -> tuple[Organization, bool]:
-    """Create an organisation with its schema (all tenant migrations) and `<slug>.<BASE_DOMAIN>`.
+    """Create an organisation with its schema and `<slug>.<BASE_DOMAIN>`.
 
+    The schema is a copy of the migrated template (tenants/clone.py) when the template records
+    exactly the code's migrations, else every tenant migration is run (also when clone=False).
+    Called outside a transaction, a missing or stale template is rebuilt first (committed).
     The row, the schema, its tables and the domain are created in one transaction: a failure
     anywhere leaves nothing behind. Idempotent: for an existing slug nothing is changed except
     that a missing domain or schema is completed. Returns (organisation, created).
@@ -94,17 +98,21 @@ def organization_create(
     if not name or not name.strip():
         raise ValidationError("An organisation needs a name.")
     schema_name = organization_schema_name(slug)
+    if clone and not connection.in_atomic_block and template_current() is None:
+        template_refresh()
 
     with transaction.atomic():
         org = Organization.objects.filter(slug=slug).first()
         created = org is None
         if created:
             organization_slug_check(slug)
-            # Saving runs CREATE SCHEMA and every tenant migration (auto_create_schema), here
-            # inside our transaction (PostgreSQL DDL is transactional).
             org = Organization(
                 slug=slug, name=name.strip(), schema_name=schema_name, is_active=is_active
             )
+            # Without a copy, saving runs CREATE SCHEMA and every tenant migration
+            # (auto_create_schema), here inside our transaction (PostgreSQL DDL is transactional).
+            if clone and schema_clone(schema_name):
+                org.auto_create_schema = False
             try:
                 org.save(verbosity=0)
             finally:

@@ -123,11 +123,32 @@ def test_it_leaves_nothing_when_creating_the_schema_fails(db, monkeypatch):
     monkeypatch.setattr(Organization, "create_schema", create_then_fail)
     monkeypatch.setattr(Organization, "_drop_schema", cleanup_fails)
     with pytest.raises(RuntimeError):
-        organization_create(slug="halfway", name="Half way")
+        organization_create(slug="halfway", name="Half way", clone=False)
     assert not Organization.objects.filter(slug="halfway").exists()
     assert not Domain.objects.filter(domain__startswith="halfway.").exists()
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'halfway'")
+        assert cursor.fetchone()[0] == 0
+    assert connection.schema_name == "public"
+
+
+def test_it_leaves_nothing_when_a_copied_organisation_fails_after_the_copy(db, monkeypatch):
+    # The session's template (built when conftest created acme) is current: this is a copy.
+    from tenants import clone, services
+
+    copied = []
+
+    def copy_then_fail(*args, **kwargs):
+        copied.append(clone.schema_clone(*args, **kwargs))  # the copy exists now
+        raise RuntimeError("failed after the copy")
+
+    monkeypatch.setattr(services, "schema_clone", copy_then_fail)
+    with pytest.raises(RuntimeError):
+        organization_create(slug="halfcopy", name="Half copy")
+    assert copied == [True]
+    assert not Organization.objects.filter(slug="halfcopy").exists()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'halfcopy'")
         assert cursor.fetchone()[0] == 0
     assert connection.schema_name == "public"
 
