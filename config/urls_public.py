@@ -6,7 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from dashboard import backups as backup_pages
-from dashboard import views
+from dashboard import org_home, views
 from inventory import pages as inventory_pages
 from inventory.api_urls import docs_urlpatterns as api_docs_urlpatterns
 from operations import drill_pages
@@ -31,6 +31,7 @@ urlpatterns = [
     path("orgs/<slug:slug>/runbook/", views.runbook_page, name="runbook"),
     path("orgs/<slug:slug>/runbook/jobs/<str:kind>/", views.runbook_job, name="runbook_job"),
     path("orgs/<slug:slug>/runbook/rollback/", views.runbook_rollback, name="runbook_rollback"),
+    path("orgs/<slug:slug>/", org_home.org_home, name="org_home"),
     path("orgs/<slug:slug>/balances/", inventory_pages.balances_page, name="balances"),
     path("orgs/<slug:slug>/balances.csv", inventory_pages.balances_csv, name="balances_csv"),
     path("orgs/<slug:slug>/items/<int:item_id>/", inventory_pages.item_page, name="item"),
