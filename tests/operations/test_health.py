@@ -256,3 +256,40 @@ def test_it_costs_the_same_queries_and_locks_with_62_organisations_as_with_2(com
                 cursor.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         Organization.objects.filter(schema_name__in=fakes).delete()
         HealthSnapshot.objects.all().delete()
+
+
+@pytest.mark.django_db
+def test_it_migrates_only_the_schemas_with_a_pending_migration(acme, globex, monkeypatch):
+    from django.core.management import call_command
+    from django_tenants.management.commands import migrate_schemas
+    from django_tenants.signals import schema_pre_migration
+
+    from operations.migrate_executor import executor_get, schemas_behind
+
+    assert schemas_behind(["acme", "globex"]) == []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM globex.django_migrations WHERE app = 'inventory' AND name = '0003_ledger_append_only'"
+        )
+    assert schemas_behind(["acme", "globex"]) == ["globex"]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO globex.django_migrations (app, name, applied) "
+            "VALUES ('inventory', '0003_ledger_append_only', now())"
+        )
+
+    monkeypatch.setattr(migrate_schemas, "GET_EXECUTOR_FUNCTION", executor_get)
+    migrated = []
+
+    def record(sender, schema_name, **kwargs):
+        migrated.append(schema_name)
+
+    schema_pre_migration.connect(record)
+    try:
+        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=0)
+        assert migrated == []
+        # Asking for a target migration runs in every schema, as django-tenants does.
+        call_command("migrate_schemas", "inventory", tenant=True, interactive=False, verbosity=0)
+        assert set(migrated) >= {"acme", "globex"}
+    finally:
+        schema_pre_migration.disconnect(record)
