@@ -32,6 +32,11 @@ DEFAULTS = {
     "seed": (42, 42),
     "api_seconds": (12.0, 3.0),
     "api_connections": (16, 16),
+    "fleet_sizes": ("10,100,1000", "10,50"),
+    "fleet_cloned": (50, 10),
+    "fleet_migrated": (10, 3),
+    "fleet_ledger_rows": (20, 10),
+    "fleet_requests": (7, 3),
 }
 HELP = {
     "sizes": "ledger sizes for the read benchmark, comma-separated",
@@ -49,6 +54,11 @@ HELP = {
     "seed": "random seed",
     "api_seconds": "seconds of load per API case, split over 3 rounds (after 2 s of warm-up)",
     "api_connections": "concurrent connections per API case (the hot-key case uses 8)",
+    "fleet_sizes": "fleet sizes (organisations) for /health and the fleet page, comma-separated",
+    "fleet_cloned": "organisations provisioned by copying the template (then dropped)",
+    "fleet_migrated": "organisations provisioned by migrating (then dropped)",
+    "fleet_ledger_rows": "ledger rows per fleet organisation",
+    "fleet_requests": "requests per page and fleet size (the median is reported)",
 }
 
 
@@ -69,12 +79,21 @@ class Config:
     seed: int
     api_seconds: float
     api_connections: int
+    fleet_sizes: list[int]
+    fleet_cloned: int
+    fleet_migrated: int
+    fleet_ledger_rows: int
+    fleet_requests: int
 
 
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="small smoke run (< 1 minute)")
-    p.add_argument("--only", choices=["reads", "writes", "api"], help="run one part only")
+    p.add_argument(
+        "--only",
+        choices=["reads", "writes", "api", "fleet"],
+        help="run one part only (fleet runs only when asked: it makes 1,000 organisations)",
+    )
     for name in DEFAULTS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, help=HELP[name])
     args = p.parse_args(argv)
@@ -84,7 +103,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
         raw = getattr(args, f.name) or os.environ.get("BENCH_" + f.name.upper())
         if raw is None:
             raw = DEFAULTS[f.name][1 if quick else 0]
-        if f.name == "sizes":
+        if f.name in ("sizes", "fleet_sizes"):
             values[f.name] = [int(float(s)) for s in str(raw).split(",") if s.strip()]
         elif f.name in ("budget_s", "api_seconds"):
             values[f.name] = float(raw)
@@ -101,7 +120,7 @@ def main(argv=None) -> int:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
-    from bench import api, db, reads, report, writes
+    from bench import api, db, fleet, reads, report, writes
 
     url = db.bench_database_url()
     log("preparing the bench database (migrate_schemas, bench organisations)")
@@ -120,6 +139,7 @@ def main(argv=None) -> int:
         api_report = api.run(
             url, seconds=cfg.api_seconds, connections=cfg.api_connections, log=log
         )
+    fleet_report = fleet.run(cfg, log) if args.only == "fleet" else None
     meta["seconds"] = round(time.perf_counter() - started, 1)
     meta["loadavg_end"] = os.getloadavg()
 
@@ -141,6 +161,9 @@ def main(argv=None) -> int:
     if api_report is not None:
         print(("\n" if results else "") + api.table(api_report))
         print(f"JSON: {api.JSON_PATH.relative_to(db.BASE_DIR)}")
+    if fleet_report is not None:
+        print(fleet.table(fleet_report))
+        print(f"JSON: {fleet.JSON_PATH.relative_to(db.BASE_DIR)}")
     return 0
 
 
