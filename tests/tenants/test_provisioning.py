@@ -159,3 +159,21 @@ def test_the_model_form_check_refuses_a_reserved_slug_on_the_slug_field(db, slug
     with pytest.raises(ValidationError) as refused:
         Organization(slug=slug, name="System", schema_name="").full_clean(exclude=["schema_name"])
     assert list(refused.value.message_dict) == ["slug"]
+
+
+@pytest.mark.parametrize(("options", "copies"), [((), [True]), (("--migrate",), [])])
+def test_it_copies_the_template_unless_the_command_says_migrate(db, monkeypatch, options, copies):
+    from tenants import clone, services
+
+    made = []
+
+    def counting_clone(schema_name):
+        made.append(clone.schema_clone(schema_name))
+        return made[-1]
+
+    monkeypatch.setattr(services, "schema_clone", counting_clone)
+    call_command("create_organization", "--slug", "cmd-org", "--name", "Cmd", *options)
+    assert made == copies
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM cmd_org.django_migrations")
+        assert cursor.fetchone()[0] > 0
