@@ -201,16 +201,15 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 
 # --- Caches ---------------------------------------------------------------------------------
-# "default" is tenant-aware (keys carry the schema). Routing uses no cache: it reads keys and
-# organisations from PostgreSQL on every request (tenants/selectors.py), so nothing needs a cache
-# shared between processes; REDIS_URL only moves the default cache (needs the redis package).
-REDIS_URL = env_str("REDIS_URL")
-if REDIS_URL:
-    _cache = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-else:
-    _cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+# Nothing that grants or refuses access is cached: routing reads keys, organisations and domains
+# from PostgreSQL on every request (tenants/selectors.py). The default cache is per process and
+# tenant-aware (keys carry the schema); nothing in the product relies on it being shared.
 CACHES = {
-    "default": {**_cache, "KEY_FUNCTION": "django_tenants.cache.make_key", "KEY_PREFIX": "ie"},
+    "default": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "KEY_FUNCTION": "django_tenants.cache.make_key",
+        "KEY_PREFIX": "ie",
+    },
 }
 
 # --- Security -------------------------------------------------------------------------------
