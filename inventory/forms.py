@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from django import forms
 from django.core.exceptions import ValidationError
 
-from inventory.models import Location, Lot
+from inventory.models import Location, Lot, MovementKind
 from inventory.selectors import BalanceFilters
 
 SORTS = {
@@ -29,6 +29,7 @@ MAX_PAGE = 1_000_000
 # Ledger ids are BIGINT: a larger cursor would fail in PostgreSQL, not match nothing.
 MAX_LEDGER_ID = 2**63 - 1
 HISTORY_PAGE = 50
+CHART_DAYS = (1, 7, 30, 90, 365)  # inventory.history.RANGES
 MAX_HISTORY_PAGE = 200
 
 _ASCII_INT = re.compile(r"-?[0-9]+")
@@ -112,3 +113,22 @@ class HistoryForm(_BoundedForm):
         label="Older than", required=False, min_value=1, max_value=MAX_LEDGER_ID
     )
     limit = AsciiIntegerField(label="Rows", required=False, min_value=1, max_value=MAX_HISTORY_PAGE)
+    # The chart's range and the history's filters (issue 15): a kind, and occurred-at dates.
+    days = forms.TypedChoiceField(
+        label="Chart range", required=False, coerce=int, choices=[(d, d) for d in CHART_DAYS]
+    )
+    kind = forms.ChoiceField(
+        label="Kind", required=False, choices=[("", "Any"), *MovementKind.choices]
+    )
+    since = forms.DateField(label="From", required=False, input_formats=["%Y-%m-%d"])
+    until = forms.DateField(label="To", required=False, input_formats=["%Y-%m-%d"])
+
+    def filter_params(self) -> dict[str, str]:
+        """The valid filters, for the pager's links (the cursor is added to them)."""
+        params = {
+            "kind": self.value("kind", ""),
+            "since": self.value("since") and self.value("since").isoformat(),
+            "until": self.value("until") and self.value("until").isoformat(),
+            "days": self.value("days") if self.value("days") not in (None, 30) else "",
+        }
+        return {k: v for k, v in params.items() if v}

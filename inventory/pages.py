@@ -14,6 +14,13 @@ from django.views.decorators.http import require_GET
 from django_tenants.utils import schema_context
 
 from inventory.forms import HISTORY_PAGE, SORTS, BalanceFilterForm, BalanceQuery, HistoryForm
+from inventory.history import (
+    DEFAULT_DAYS,
+    RANGES,
+    history_filtered,
+    on_hand_chart,
+    running_balances,
+)
 from inventory.models import Balance, Item, LedgerEntry, Location, Lot
 from inventory.selectors import balances_queryset, fmt_qty
 from tenants.access import OWNER_ROLES, SUPPORT_ROLES, org_or_404, page_login_required
@@ -160,10 +167,16 @@ def item_page(request, slug: str, item_id: int) -> HttpResponse:
         )
         if before is not None:
             history = history.filter(id__lt=before)
+        history = history_filtered(history, form)
         entries = list(history[: limit + 1])
         lots = list(Lot.objects.filter(item=item).order_by("code"))
+        # Issue 15: the on-hand chart (one query) and each row's balance after it (one query).
+        chart = on_hand_chart(item.id, form.value("days", DEFAULT_DAYS))
+        after = running_balances(item.id, [e.id for e in entries[:limit]])
     more = len(entries) > limit
     entries = entries[:limit]
+    for e in entries:
+        e.after = after.get(e.id)
     total = sum((b.qty_canonical for b in balances), start=0)
     next_before = entries[-1].id if more and entries else None
     return render(
@@ -179,12 +192,18 @@ def item_page(request, slug: str, item_id: int) -> HttpResponse:
             "lots": lots,
             "next_params": (
                 urlencode(
-                    {"before": next_before} | ({"limit": limit} if limit != HISTORY_PAGE else {})
+                    form.filter_params()
+                    | {"before": next_before}
+                    | ({"limit": limit} if limit != HISTORY_PAGE else {})
                 )
                 if next_before
                 else ""
             ),
             "is_first_page": before is None,
+            "chart": chart,
+            "chart_days": form.value("days", DEFAULT_DAYS),
+            "chart_ranges": RANGES,
+            "filter_params": urlencode(form.filter_params()),
         },
         status=400 if form.errors else 200,
     )
