@@ -8,7 +8,8 @@
 3. At the largest size, a fleet validate (migration_validate) and a fleet reconcile
    (reconciliation_run) over every fleet organisation, one after the other, with the services.
 
-The fleet organisations stay in inventory_bench for the next run (a re-run only adds the missing).
+The fleet organisations stay in inventory_bench; the next run drops those beyond its first size
+and grows the fleet again.
 """
 
 from __future__ import annotations
@@ -106,9 +107,16 @@ def fleet_grow(size: int, ledger_rows: int, log) -> float:
     from tenants.models import Organization
     from tenants.services import organization_create
 
-    have = set(
-        Organization.objects.filter(slug__startswith=FLEET_PREFIX).values_list("slug", flat=True)
-    )
+    fleet = Organization.objects.filter(slug__startswith=FLEET_PREFIX)
+    extra = [org for org in fleet if org.slug > _slug(size)]
+    if extra:  # an earlier run's larger fleet: measured at this size, not at that one
+        started = time.perf_counter()
+        _drop(extra)
+        log(
+            f"fleet: {len(extra)} organisations beyond {size} dropped in "
+            f"{time.perf_counter() - started:.1f}s"
+        )
+    have = set(fleet.values_list("slug", flat=True))
     started = time.perf_counter()
     added = 0
     for n in range(1, size + 1):

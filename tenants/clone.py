@@ -35,11 +35,30 @@ def template_schema() -> str:
     return settings.TENANT_BASE_SCHEMA
 
 
-@lru_cache(maxsize=1)
+def _migration_dirs_stamp() -> tuple:
+    """The apps' migrations folders and their mtimes: a file added, removed or renamed changes
+    its folder's mtime, so a running process notices a new migration (a deploy, another branch)."""
+    from django.apps import apps
+
+    stamp = []
+    for app in apps.get_app_configs():
+        folder = Path(app.path) / "migrations"
+        try:
+            stamp.append((str(folder), folder.stat().st_mtime_ns))
+        except OSError:
+            continue
+    return tuple(stamp)
+
+
 def code_migrations() -> frozenset[tuple[str, str]]:
     """Every migration a freshly migrated tenant schema records (all apps: django-tenants records
     the shared apps' migrations in each schema too). Squashed migrations record the ones they
     replace as well."""
+    return _code_migrations(_migration_dirs_stamp())
+
+
+@lru_cache(maxsize=4)
+def _code_migrations(stamp: tuple) -> frozenset[tuple[str, str]]:
     from django.db.migrations.loader import MigrationLoader
 
     loader = MigrationLoader(None, ignore_no_migrations=True)
@@ -50,7 +69,9 @@ def code_migrations() -> frozenset[tuple[str, str]]:
 
 
 def _template_oid(cursor) -> int | None:
-    cursor.execute("SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = %s", [template_schema()])
+    cursor.execute(
+        "SELECT oid FROM pg_catalog.pg_namespace WHERE nspname = %s", [template_schema()]
+    )
     row = cursor.fetchone()
     return row[0] if row else None
 

@@ -216,7 +216,7 @@ def test_it_migrates_instead_and_rebuilds_when_the_template_is_stale(provision):
     oid = clone.template_current()
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO \"{template}\".django_migrations (app, name, applied) "
+            f'INSERT INTO "{template}".django_migrations (app, name, applied) '
             "VALUES ('inventory', '9999_not_in_the_code', now())"
         )
     assert clone.template_current() is None
@@ -235,7 +235,7 @@ def test_it_migrates_instead_and_rebuilds_when_the_template_is_stale(provision):
     assert new_oid is not None and new_oid != oid
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT count(*) FROM \"{rebuilt.schema_name}\".django_migrations "
+            f'SELECT count(*) FROM "{rebuilt.schema_name}".django_migrations '
             "WHERE name = '9999_not_in_the_code'"
         )
         assert cursor.fetchone()[0] == 0
