@@ -57,7 +57,12 @@ class Chart:
         return not self.labels
 
 
-def line_chart(title: str, labels: list[str], named_values: list[tuple[str, list]]) -> Chart:
+def line_chart(
+    title: str,
+    labels: list[str],
+    named_values: list[tuple[str, list]],
+    tick_labels: list[str] | None = None,
+) -> Chart:
     """`named_values`: (series name, one value per label). The y axis spans every value and 0."""
     values = [v for _, vs in named_values for v in vs]
     low = min([0, *values])
@@ -86,7 +91,8 @@ def line_chart(title: str, labels: list[str], named_values: list[tuple[str, list
     ]
     y_ticks = [(y_at(v), v) for v in sorted({low, high, 0})]
     step = max(1, n // 6)
-    x_ticks = [(x_at(i), labels[i]) for i in range(0, n, step)] if n else []
+    ticks = tick_labels or labels  # shorter text under the axis, the full labels in the table
+    x_ticks = [(x_at(i), ticks[i]) for i in range(0, n, step)] if n else []
     return Chart(
         title=title,
         labels=labels,

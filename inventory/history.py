@@ -71,7 +71,9 @@ def on_hand_chart(item_id: int, days: int = DEFAULT_DAYS, now: datetime | None =
     label_format = "%m-%d %H:00" if hourly else "%Y-%m-%d"
     labels = [b.strftime(label_format) for b in buckets] if series else []
     named = ([("Total", totals)] if len(series) > 1 else []) + series
-    return line_chart(f"On hand over the last {RANGES.get(days, f'{days} days')}", labels, named)
+    ticks = [b.strftime("%H:00" if hourly else "%m-%d") for b in buckets] if series else []
+    title = f"On hand over the last {RANGES.get(days, f'{days} days')}"
+    return line_chart(title, labels, named, tick_labels=ticks)
 
 
 _AFTER_SQL = """

@@ -43,4 +43,5 @@ def trend_chart(runs: list[ReconciliationRun], *, all_orgs: bool) -> Chart:
             ("Auto-corrected", [r.auto_corrected for r in runs]),
             ("Open", [r.opened + r.still_open for r in runs]),
         ],
+        tick_labels=[timezone.localtime(r.started_at).strftime("%m-%d") for r in runs],
     )

@@ -56,6 +56,13 @@ def qty(value, unit: str = ""):
     return format_html('<span class="{}" data-value="{}">{}</span>', css, value, qty_text(d))
 
 
+@register.filter
+def qty_plain(value) -> str:
+    """The figure alone, no markup: for SVG text and titles (an HTML <span> inside <svg> ends the
+    SVG for the browser's parser)."""
+    return qty_text(value)
+
+
 def ago_text(value: datetime, now: datetime | None = None) -> str:
     """'just now', '5 min ago', '3 h ago', '2 d ago', then nothing (the date says it)."""
     now = now or timezone.now()
