@@ -6,6 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from dashboard import backups as backup_pages
+from dashboard import fleet_pages
 from dashboard import org_home, views
 from inventory import pages as inventory_pages
 from inventory.api_urls import docs_urlpatterns as api_docs_urlpatterns
@@ -27,6 +28,19 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("orgs/", views.my_orgs, name="my_orgs"),
     path("fleet/", views.fleet_page, name="fleet"),
+    path("fleet/runs/", fleet_pages.fleet_run_create, name="fleet_run_create"),
+    path("fleet/runs/<int:run_id>/", fleet_pages.fleet_run_page, name="fleet_run"),
+    path(
+        "fleet/runs/<int:run_id>/<str:action>/",
+        fleet_pages.fleet_run_action,
+        name="fleet_run_action",
+    ),
+    path("fleet/orgs/", fleet_pages.organization_new, name="organization_new"),
+    path(
+        "fleet/orgs/<slug:slug>/<str:action>/",
+        fleet_pages.organization_active,
+        name="organization_active",
+    ),
     path("jobs/<int:job_id>/", views.job_status, name="job_status"),
     path("orgs/<slug:slug>/runbook/", views.runbook_page, name="runbook"),
     path("orgs/<slug:slug>/runbook/jobs/<str:kind>/", views.runbook_job, name="runbook_job"),

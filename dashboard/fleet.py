@@ -4,8 +4,12 @@ number of queries however many organisations there are."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from django.conf import settings
+from django.core.paginator import Paginator
 from django.db.models import Count
+from django.utils import timezone
 from django_q.models import Schedule
 
 from inventory.services.validation import (
@@ -36,6 +40,8 @@ class FleetRow:
     last_reconciliation: ReconciliationRun | None
     open_discrepancies: int
     reasons: list[str] = field(default_factory=list)
+    # No good backup taken after the organisation existed, or the newest is too old.
+    backup_old: bool = False
 
     @property
     def balance_table(self) -> bool:
@@ -94,6 +100,13 @@ def fleet_rows(orgs: list[Organization] | None = None) -> list[FleetRow]:
         .annotate(n=Count("id"))
         .values_list("organization_id", "n")
     )
+    newest_backup = (
+        BackupRecord.objects.filter(status=BackupRecord.Status.OK)
+        .order_by("-started_at")
+        .only("started_at")
+        .first()
+    )
+    backup_cutoff = timezone.now() - timedelta(hours=settings.BACKUP_MAX_AGE_HOURS)
     rows = []
     for org in orgs:
         row = FleetRow(
@@ -123,18 +136,29 @@ def fleet_rows(orgs: list[Organization] | None = None) -> list[FleetRow]:
             row.reasons.append("last reconciliation failed")
         if not org.is_active:
             row.reasons.append("inactive")
+        row.backup_old = newest_backup is None or newest_backup.started_at < max(
+            org.created_at, backup_cutoff
+        )
         rows.append(row)
     return rows
 
 
+# Each key ends with the slug, so the order is total and "desc" is exactly the reverse.
 SORTS = {
     "slug": lambda r: r.org.slug,
-    "pending": lambda r: -len(r.pending),
-    "discrepancies": lambda r: -r.open_discrepancies,
-    "reconciled": lambda r: (
-        r.last_reconciliation.started_at.timestamp() if r.last_reconciliation else 0
+    "name": lambda r: (r.org.name.lower(), r.org.slug),
+    "pending": lambda r: (-len(r.pending), r.org.slug),
+    "balance": lambda r: (r.objects.live, r.org.slug),
+    "backfill": lambda r: (
+        r.last_backfill.created_at.timestamp() if r.last_backfill else 0,
+        r.org.slug,
     ),
-    "backfill": lambda r: r.last_backfill.created_at.timestamp() if r.last_backfill else 0,
+    "validation": lambda r: ({False: 0, None: 1, True: 2}[r.validation_ok], r.org.slug),
+    "reconciled": lambda r: (
+        r.last_reconciliation.started_at.timestamp() if r.last_reconciliation else 0,
+        r.org.slug,
+    ),
+    "discrepancies": lambda r: (-r.open_discrepancies, r.org.slug),
     "attention": lambda r: (not r.needs_attention, r.org.slug),
 }
 
@@ -302,3 +326,49 @@ def fleet_select(*, only: str | None = None, slugs: list[str] | None = None):
     if only == "needs-attention":
         return [r.org for r in fleet_rows(active) if r.needs_attention], "needs attention"
     return active, "all active"
+
+
+# The fleet page's filters, each also a count at the top ("912 ok · 61 pending migrations").
+STATES = {
+    "ok": ("ok", lambda r: not r.needs_attention),
+    "attention": ("need attention", lambda r: r.needs_attention),
+    "pending": ("pending migrations", lambda r: bool(r.pending)),
+    "validation_failed": ("validation failed", lambda r: r.validation_ok is False),
+    "discrepancies": ("open discrepancies", lambda r: r.open_discrepancies > 0),
+    "backup_old": ("no recent backup", lambda r: r.backup_old),
+    "inactive": ("inactive", lambda r: not r.org.is_active),
+}
+PAGE_SIZE = 50
+
+
+@dataclass
+class FleetPage:
+    counts: list[tuple[str, str, int]]  # (state, label, n)
+    page: object  # a Paginator page of FleetRow
+    total: int
+
+
+def fleet_page_rows(
+    *,
+    q: str = "",
+    state: str = "",
+    sort: str = "slug",
+    desc: bool = False,
+    page=1,
+    page_size: int = PAGE_SIZE,
+) -> FleetPage:
+    """Every organisation's row is computed with the same few queries (fleet_rows), so the
+    counts cover the whole fleet; search, filter, sort and paging are then done in memory and
+    only one page is rendered. The number of queries does not depend on the fleet's size."""
+    rows = fleet_rows()
+    counts = [
+        (key, label, sum(1 for r in rows if test(r))) for key, (label, test) in STATES.items()
+    ]
+    q = q.strip().lower()
+    if q:
+        rows = [r for r in rows if q in r.org.slug or q in r.org.name.lower()]
+    if state in STATES:
+        rows = [r for r in rows if STATES[state][1](r)]
+    rows.sort(key=SORTS.get(sort, SORTS["slug"]), reverse=desc)
+    paginator = Paginator(rows, page_size)
+    return FleetPage(counts, paginator.get_page(page), len(rows))

@@ -10,6 +10,8 @@ from django.utils.text import capfirst
 from django.views.decorators.http import require_GET, require_POST
 
 from dashboard import fleet
+from dashboard.fleet_runs import fleet_runs_recent
+from dashboard.forms import FleetRunStartForm, OrganizationCreateForm
 from operations.backups import newest_backup_status
 from operations.dispatch import job_start
 from operations.jobs import job_run_reap
@@ -46,20 +48,38 @@ def home(request) -> HttpResponse:
 @platform_admin_required
 @require_GET
 def fleet_page(request) -> HttpResponse:
-    rows = fleet.fleet_rows()
-    only_attention = request.GET.get("attention") == "1"
+    """Every organisation's state, searched, filtered, sorted and paged on the server, with a
+    fixed number of queries whatever the fleet's size; the fleet runs and their start form."""
+    q = request.GET.get("q", "")[:100]
+    state = request.GET.get("state", "")
+    if request.GET.get("attention") == "1":  # the older link
+        state = "attention"
+    if state not in fleet.STATES:
+        state = ""
     sort = request.GET.get("sort", "slug")
     if sort not in fleet.SORTS:
         sort = "slug"
-    rows = sorted(fleet.attention_filter(rows, only_attention), key=fleet.SORTS[sort])
+    desc = request.GET.get("dir") == "desc"
+    result = fleet.fleet_page_rows(
+        q=q, state=state, sort=sort, desc=desc, page=request.GET.get("page", 1)
+    )
     return render(
         request,
         "dashboard/fleet.html",
         {
-            "rows": rows,
+            "rows": result.page.object_list,
+            "page": result.page,
+            "counts": result.counts,
+            "total": result.total,
+            "q": q,
+            "state": state,
             "sort": sort,
-            "only_attention": only_attention,
+            "desc": desc,
+            "only_attention": state == "attention",
             "backup": newest_backup_status(),
+            "runs": fleet_runs_recent(3),
+            "start_form": FleetRunStartForm(),
+            "create_form": OrganizationCreateForm(),
         },
     )
 
