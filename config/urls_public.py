@@ -6,8 +6,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from dashboard import backups as backup_pages
-from dashboard import fleet_pages
-from dashboard import org_home, views
+from dashboard import fleet_pages, org_home, views
 from inventory import pages as inventory_pages
 from inventory.api_urls import docs_urlpatterns as api_docs_urlpatterns
 from operations import drill_pages
