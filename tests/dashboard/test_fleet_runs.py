@@ -152,6 +152,27 @@ def test_it_starts_a_fleet_run_from_the_command(acme, globex, capsys):
     assert FleetRun.objects.count() == 1
 
 
+def test_it_runs_only_the_organisations_needing_attention(acme, globex, capsys):
+    JobRun.objects.create(
+        kind="validate", schema_name="globex", status="succeeded", result={"ok": False}
+    )
+    call_command("fleet_run", "validate", "--only", "needs-attention", "--parallel", "2")
+    run = FleetRun.objects.get()
+    assert run.selection == "needs attention" and _items(run) == [("globex", "running")]
+
+
+def test_the_tick_moves_every_open_run_on(acme, globex):
+    from dashboard.fleet_runs import fleet_tick
+
+    run = fleet_run_start(operation="validate", orgs=[acme, globex], parallel=1)
+    first = _job_of(run, "acme")
+    JobRun.objects.filter(pk=first.pk).update(status="interrupted")
+    assert fleet_tick() == [run.pk]
+    again = _job_of(run, "acme")
+    assert again.pk != first.pk and again.status == "queued"
+    assert _items(run) == [("acme", "running"), ("globex", "queued")]
+
+
 @pytest.fixture
 def fleet_cleanup(committed):
     yield committed
