@@ -31,4 +31,5 @@ def test_the_item_page_does_not_grow_with_its_history(as_acme_owner, acme):
     path = f"/orgs/acme/items/{item.id}/"
     small = queries_for(as_acme_owner, path)
     post("acme", [{"item": "I-0000", "location": "I-LOC-0", "qty": "1", "kind": "receipt"}] * 60)
-    assert_same(small, queries_for(as_acme_owner, path), budget=13)
+    # 15: the on-hand chart and the running balances are one query each (issue 15).
+    assert_same(small, queries_for(as_acme_owner, path), budget=15)
