@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -41,7 +43,8 @@ def home(request) -> HttpResponse:
     if supported and not owned:
         return redirect("reconciliation")
     if owned:
-        return redirect("balances", slug=owned[0].slug)
+        # Their organisation's home: what needs a look, linking into the balances.
+        return redirect("org_home", slug=owned[0].slug)
     return render(request, "dashboard/home.html", {"orgs": []})
 
 
@@ -73,6 +76,8 @@ def fleet_page(request) -> HttpResponse:
             "total": result.total,
             "q": q,
             "state": state,
+            # The links' filters, URL-encoded (a search may hold & or #).
+            "base": "?" + urlencode({"q": q, "state": state}),
             "sort": sort,
             "desc": desc,
             "only_attention": state == "attention",

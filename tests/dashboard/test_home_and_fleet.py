@@ -31,20 +31,20 @@ def test_it_sends_support_only_staff_to_the_reconciliation_queue(as_acme_support
     assert response.status_code == 302 and response["Location"] == "/reconciliation/"
 
 
-def test_it_sends_owners_to_their_organisations_balances(as_acme_owner, as_globex_owner):
+def test_it_sends_owners_to_their_organisations_home(as_acme_owner, as_globex_owner):
     response = as_acme_owner.get("/")
-    assert response.status_code == 302 and response["Location"] == "/orgs/acme/balances/"
+    assert response.status_code == 302 and response["Location"] == "/orgs/acme/"
     response = as_globex_owner.get("/")
-    assert response.status_code == 302 and response["Location"] == "/orgs/globex/balances/"
+    assert response.status_code == 302 and response["Location"] == "/orgs/globex/"
 
 
-def test_it_sends_an_owner_who_also_supports_another_org_to_their_balances(acme, globex):
+def test_it_sends_an_owner_who_also_supports_another_org_to_their_home(acme, globex):
     from tenants.services import membership_grant
 
     user = make_user("mixed", org=globex, role="owner")
     membership_grant(user=user, organization=acme, role="support")
     response = client_for(user).get("/")
-    assert response.status_code == 302 and response["Location"] == "/orgs/globex/balances/"
+    assert response.status_code == 302 and response["Location"] == "/orgs/globex/"
 
 
 def test_it_shows_a_user_without_organisation_the_empty_home(db):
@@ -236,6 +236,10 @@ def test_it_searches_the_fleet_by_slug_or_name(as_admin, acme, globex):
     _bulk_orgs(3, "fs")
     assert fleet_slugs(as_admin.get("/fleet/?q=GLOB")) == ["globex"]
     assert fleet_slugs(as_admin.get("/fleet/?q=fleet+fs+001")) == ["fs-001"]  # by name
+    # The sort links keep the search, URL-encoded.
+    assert 'href="?q=glob%26sort%3Dx&amp;state=&sort=slug&dir=desc"' in text(
+        as_admin.get("/fleet/?q=glob%26sort%3Dx")
+    )
     html = text(as_admin.get("/fleet/?q=nothing-like-it"))
     assert fleet_slugs_of(html) == [] and "No organisations match." in html
 
