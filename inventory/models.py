@@ -131,6 +131,9 @@ class LedgerEntry(models.Model):
         indexes = [
             # Ledger history of one key / one item, newest first (pages, reconciliation SUMs).
             models.Index(fields=["item", "location", "lot", "id"], name="inventory_ledger_key_idx"),
+            # Item page and /api/ledger?item=[&location=]: newest first without a sort (issue 18.1).
+            models.Index(fields=["item", "id"], name="inventory_ledger_item_id_idx"),
+            models.Index(fields=["item", "location", "id"], name="inventory_ledger_item_loc_idx"),
             models.Index(fields=["location", "id"], name="inventory_ledger_location_idx"),
             models.Index(fields=["occurred_at"], name="inventory_ledger_occurred_idx"),
         ]
@@ -157,3 +160,21 @@ class Balance(models.Model):
 
     def __str__(self) -> str:
         return f"{self.item_id}/{self.location_id}/{self.lot_id or '-'}: {self.qty_canonical}"
+
+
+class InventorySettings(models.Model):
+    """inventory_settings: one row per organisation schema (sql/v5_stock_policy.sql), read by the
+    balance trigger. Kept in the tenant's own schema so the trigger needs no cross-schema read."""
+
+    id = models.BooleanField(primary_key=True, default=True)
+    no_negative_stock = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    updated_by = models.TextField(blank=True, default="")
+
+    class Meta:
+        managed = False
+        db_table = "inventory_settings"
+        verbose_name_plural = "inventory settings"
+
+    def __str__(self) -> str:
+        return f"no negative stock: {'on' if self.no_negative_stock else 'off'}"

@@ -232,3 +232,114 @@ def ledger_page(*, filters: LedgerFilters) -> PageResult:
     more = len(rows) > filters.limit
     rows = rows[: filters.limit]
     return PageResult(rows, rows[-1].id if more else None)
+
+
+# --- balances as of an instant (issue 14) ---------------------------------------------------
+#
+# "As of T" is by occurred_at, the business time of a movement: a backdated entry (occurred
+# before T, recorded after it) counts, as it does in every report that asks what was on hand at
+# T. The balance at T is the current balance minus the movements that occurred after T, so a
+# recent T reads few ledger rows (the occurred_at index finds them) instead of summing the whole
+# history; it is exactly SUM(ledger WHERE occurred_at <= T) per key (tests/inventory/
+# test_as_of.py). Balance and ledger are read in one statement, one snapshot: a posting that
+# commits meanwhile is in both or in neither. A key is listed as of T when it had a movement at
+# or before T (keys first touched later did not exist yet).
+
+_AFTER_SQL = """
+    WITH after AS (
+        SELECT item_id, location_id, COALESCE(lot_id, 0) AS lot_key, sum(qty_canonical) AS qty
+          FROM inventory_ledger
+         WHERE occurred_at > %s{after_where}
+         GROUP BY 1, 2, 3)"""
+
+# Keys moved after T must have a movement at or before T to be listed (the key index serves it).
+_EXISTED_SQL = """(a.item_id IS NULL OR EXISTS (
+        SELECT 1 FROM inventory_ledger e
+         WHERE e.item_id = b.item_id AND e.location_id = b.location_id
+           AND COALESCE(e.lot_id, 0) = b.lot_key AND e.occurred_at <= %s))"""
+
+_BALANCES_AS_OF_SQL = (
+    _AFTER_SQL
+    + """
+    SELECT b.id, i.sku, i.unit, l.code, t.code, b.qty_canonical - COALESCE(a.qty, 0),
+           b.last_ledger_id, b.updated_at
+      FROM inventory_balances b
+      JOIN inventory_items i ON i.id = b.item_id
+      JOIN inventory_locations l ON l.id = b.location_id
+      LEFT JOIN inventory_lots t ON t.id = b.lot_id
+      LEFT JOIN after a
+             ON a.item_id = b.item_id AND a.location_id = b.location_id AND a.lot_key = b.lot_key
+     WHERE {where}"""
+)
+
+
+def balances_as_of_page(
+    *, filters: BalanceFilters, as_of: datetime, req: PageRequest = PageRequest()
+) -> PageResult:
+    """Like balances_page, with each row's qty as of `as_of` (occurred_at). `last_ledger_id`
+    and `updated_at` stay those of the current balance row."""
+    where, params = [_EXISTED_SQL], [as_of]
+    after_where, after_params = "", []
+    if filters.item:
+        where.append("i.sku = %s")
+        params.append(filters.item)
+        after_where += " AND item_id = (SELECT id FROM inventory_items WHERE sku = %s)"
+        after_params.append(filters.item)
+    if filters.location:
+        where.append("l.code = %s")
+        params.append(filters.location)
+        after_where += " AND location_id = (SELECT id FROM inventory_locations WHERE code = %s)"
+        after_params.append(filters.location)
+    if filters.lot == "none":
+        where.append("b.lot_id IS NULL")
+    elif filters.lot:
+        where.append("t.code = %s")
+        params.append(filters.lot)
+    sql = _BALANCES_AS_OF_SQL.format(after_where=after_where, where=" AND ".join(where))
+    params = [as_of, *after_params, *params]
+    with connection.cursor() as cursor:
+        count = None
+        if req.with_count:
+            cursor.execute(f"SELECT count(*) FROM ({sql}) AS matching", params)
+            count = cursor.fetchone()[0]
+        if req.page is not None:
+            tail, extra = (
+                " ORDER BY b.id LIMIT %s OFFSET %s",
+                [req.size + 1, (req.page - 1) * req.size],
+            )
+        else:
+            tail, extra = " ORDER BY b.id LIMIT %s", [req.size + 1]
+            if req.cursor is not None:
+                sql += " AND b.id > %s"
+                params.append(req.cursor)
+        cursor.execute(sql + tail, params + extra)
+        rows = [BalanceRow(*r) for r in cursor.fetchall()]
+    more = len(rows) > req.size
+    rows = rows[: req.size]
+    return PageResult(rows, rows[-1].id if more else None, count)
+
+
+def with_qty_as_of(qs, as_of: datetime | None):
+    """Balance rows (a queryset) annotated with `qty_at`: the balance as of `as_of`, or the
+    current one without it; as of an instant, only keys that existed then. For the pages, which
+    filter and sort on it (the API's list is balances_as_of_page, one statement)."""
+    from django.db.models import F
+    from django.db.models.expressions import RawSQL
+
+    if as_of is None:
+        return qs.annotate(qty_at=F("qty_canonical"))
+    after = RawSQL(
+        """inventory_balances.qty_canonical - COALESCE((
+               SELECT sum(e.qty_canonical) FROM inventory_ledger e
+                WHERE e.item_id = inventory_balances.item_id
+                  AND e.location_id = inventory_balances.location_id
+                  AND COALESCE(e.lot_id, 0) = inventory_balances.lot_key
+                  AND e.occurred_at > %s), 0)""",
+        [as_of],
+    )
+    existed = """EXISTS (SELECT 1 FROM inventory_ledger e
+                          WHERE e.item_id = inventory_balances.item_id
+                            AND e.location_id = inventory_balances.location_id
+                            AND COALESCE(e.lot_id, 0) = inventory_balances.lot_key
+                            AND e.occurred_at <= %s)"""
+    return qs.annotate(qty_at=after).extra(where=[existed], params=[as_of])

@@ -8,13 +8,14 @@ import logging
 
 import psycopg.errors
 from django.core.exceptions import RequestDataTooBig
-from django.db import DataError, ProgrammingError
+from django.db import DataError, IntegrityError, ProgrammingError
 from django.http import Http404, HttpRequest, JsonResponse
 from django.http.request import RawPostDataException
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as NinjaValidationError
 
 from inventory.services.errors import InventoryError
+from inventory.services.stock_policy import refusal_from
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,14 @@ def install_handlers(api) -> None:
             return json_error(
                 400, "out_of_range", "A quantity or balance would exceed NUMERIC(18,6)."
             )
+        return _internal_error(request, exc)
+
+    @api.exception_handler(IntegrityError)
+    def _integrity_error(request: HttpRequest, exc: IntegrityError):
+        # The balance trigger's no-negative refusal, should it reach here untranslated.
+        refusal = refusal_from(exc)
+        if refusal is not None:
+            return JsonResponse({"error": refusal.as_dict()}, status=refusal.status)
         return _internal_error(request, exc)
 
     @api.exception_handler(Exception)

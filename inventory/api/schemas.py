@@ -155,6 +155,26 @@ class LedgerEntryOut(Out):
         )
 
 
+class TransferIn(StrictIn):
+    """One transfer: two legs, transfer_out at the source and transfer_in at the destination,
+    posted together or not at all (inventory/services/transfers.py)."""
+
+    item: Code = Field(description="item SKU")
+    qty: QuantityIn = Field(description="positive decimal string, moved from -> to")
+    from_location: Code = Field(description="source location code")
+    to_location: Code = Field(description="destination location code")
+    from_lot: Annotated[Text, Field(max_length=64)] | None = Field(None, description="lot code")
+    to_lot: Annotated[Text, Field(max_length=64)] | None = Field(
+        None, description="destination lot code; defaults to from_lot"
+    )
+    to_item: Annotated[Text, Field(max_length=64)] | None = Field(
+        None, description="if given, must be item (a transfer never changes item or unit)"
+    )
+    reference: Annotated[Text, Field(max_length=200)] = ""
+    occurred_at: TimestampIn = Field(None, description="defaults to now")
+    idempotency_key: IdempotencyKey | None = None
+
+
 class PostingOut(Out):
     posting_id: int
     replayed: bool = Field(description="true when a retry with the same key returned the original")
@@ -202,6 +222,15 @@ class BalancesQuery(PageQuery):
     location: Code | None = Field(None, description="location code")
     lot: Code | None = Field(None, description='a lot code, or "none" for balances without a lot')
     cursor: int | None = Field(None, ge=1, le=2**63 - 1, description="next_cursor of the last page")
+    as_of: TimestampIn = Field(
+        None,
+        description=(
+            "balances as of this instant (ISO 8601), by occurred_at: the current balance minus "
+            "the movements that occurred after it, backdated entries included; keys with no "
+            "movement at or before it are left out. last_ledger_id and updated_at stay those "
+            "of the current balance row."
+        ),
+    )
 
 
 # Catalogue inputs: types here, the rules (code pattern, lengths, units, uniqueness) in the
@@ -323,11 +352,22 @@ class PingOut(Out):
 # --- errors -------------------------------------------------------------------------------
 
 
+class ShortfallOut(Out):
+    item: str
+    location: str
+    lot: str | None
+    balance: str = Field(description="the balance before the refused posting")
+    shortfall: str = Field(description="how much more stock the posting needed")
+
+
 class ErrorBody(Out):
     code: str
     message: str
     fields: dict[str, list[str]] | None = Field(
         None, description="messages per field, e.g. entries[2].qty"
+    )
+    shortfalls: list[ShortfallOut] | None = Field(
+        None, description="insufficient_stock (409): each key that would go below zero"
     )
 
 

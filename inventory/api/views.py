@@ -13,6 +13,7 @@ from inventory.api.http import recorded_by
 from inventory.services.catalog import item_create, location_create
 from inventory.services.ledger_rows import LedgerRowInput
 from inventory.services.posting import ledger_entries_create
+from inventory.services.transfers import TransferInput, transfer_create
 
 router = Router()
 
@@ -98,7 +99,10 @@ def locations_create(request: HttpRequest, payload: s.LocationIn):
 def balances_list(request: HttpRequest, q: Query[s.BalancesQuery]):
     req = _page_request(q)
     filters = selectors.BalanceFilters(q.item or "", q.location or "", q.lot or "")
-    result = selectors.balances_page(filters=filters, req=req)
+    if q.as_of is not None:
+        result = selectors.balances_as_of_page(filters=filters, as_of=q.as_of, req=req)
+    else:
+        result = selectors.balances_page(filters=filters, req=req)
     return _page(s.BalancesPage, s.BalanceOut, result, req)
 
 
@@ -132,7 +136,9 @@ def ledger_list(request: HttpRequest, q: Query[s.LedgerQuery]):
     summary="Post one entry, or a batch (all or nothing)",
     description=(
         "201 when posted; 200 when a retry with the same idempotency key returned the original "
-        "entries; 409 when that key was used with a different payload."
+        "entries; 409 when that key was used with a different payload (idempotency_conflict), "
+        "or when the organisation refuses negative stock and a balance would go below zero "
+        "(insufficient_stock, with shortfalls; nothing is posted)."
     ),
 )
 def ledger_post(
@@ -156,3 +162,37 @@ def ledger_post(
         entries=[s.LedgerEntryOut.of(e) for e in result.entries],
     )
     return Status(200 if result.replayed else 201, body)
+
+
+def _posting_out(result) -> s.PostingOut:
+    return s.PostingOut.model_construct(
+        posting_id=result.posting.id,
+        replayed=result.replayed,
+        entries=[s.LedgerEntryOut.of(e) for e in result.entries],
+    )
+
+
+@router.post(
+    "/transfers",
+    response={200: s.PostingOut, 201: s.PostingOut, 409: s.ErrorOut, **COMMON},
+    summary="Transfer stock between locations or lots (one posting, two legs)",
+    description=(
+        "One posting of two entries, transfer_out (-qty at from_location/from_lot) and "
+        "transfer_in (+qty at to_location/to_lot), all or nothing, with one idempotency key "
+        "(header or body). 400 naming the field for a transfer of zero, to the same location "
+        "and lot, or to another item (or unit); 201 when posted, 200 for a replay, 409 for a "
+        "reused key or insufficient stock under the no-negative policy."
+    ),
+)
+def transfers_post(
+    request: HttpRequest,
+    payload: s.TransferIn,
+    idempotency_key: s.IdempotencyKey | None = IDEMPOTENCY_HEADER,
+):
+    data = payload.model_dump()
+    body_key = data.pop("idempotency_key")
+    key = idempotency_key or body_key
+    result = transfer_create(
+        TransferInput(**data), idempotency_key=key, recorded_by=recorded_by(request)
+    )
+    return Status(200 if result.replayed else 201, _posting_out(result))

@@ -18,10 +18,11 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import DataError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from inventory.models import Item, LedgerEntry, Location, Lot, Posting
+from inventory.services import stock_policy
 from inventory.services.errors import IdempotencyConflict, ValidationFailed
 from inventory.services.ledger_rows import (
     CheckedRow,
@@ -195,6 +196,13 @@ def ledger_entries_create(
                     {"entries": ["the resulting balance is too large for the balance table"]},
                 ) from None
             raise
+        except IntegrityError as err:
+            # The balance trigger's no-negative refusal (inventory/services/stock_policy.py):
+            # a 409 naming each short key; the statement rolled back whole.
+            refusal = stock_policy.refusal_from(err, rows)
+            if refusal is None:
+                raise
+            raise refusal from None
         if not inserted:
             # A concurrent request with this key committed first (we waited for it on the
             # unique index): answer as its retry.

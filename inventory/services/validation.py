@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from django.db import connection
 
 from inventory.balances import balances_coverage
+from inventory.services.stock_policy import objects_problem
 
 BALANCE_INDEXES = {
     "inventory_balances_key_uniq": "unique (item_id, location_id, lot_key)",
@@ -298,6 +299,16 @@ def migration_validate(*, schema: str) -> ValidationReport:
                     f"its search_path is {pinned[0] if pinned else 'not pinned'}; {fix}",
                 )
             )
+        # The no-negative stock policy (v5): its settings row and a function that reads it.
+        policy = objects_problem(cur, schema)
+        add(
+            _check(
+                "No-negative stock policy is in place",
+                policy is None,
+                "inventory_settings (one row), read by update_inventory_balance()",
+                f"{policy}; {fix}",
+            )
+        )
 
         cur.execute(
             """
