@@ -110,7 +110,7 @@ SHARED_APPS = [
     "operations",
     "reconciliation",
     "alerts",  # reads the apps above; none of them imports it
-    "dashboard",  # the pages that span organisations; no models, nothing imports it
+    "dashboard",  # the pages that span organisations, and fleet runs; nothing imports it
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
