@@ -98,7 +98,12 @@ def organization_create(
     if not name or not name.strip():
         raise ValidationError("An organisation needs a name.")
     schema_name = organization_schema_name(slug)
-    if clone and not connection.in_atomic_block and template_current() is None:
+    if (
+        clone
+        and not connection.in_atomic_block
+        and not Organization.objects.filter(slug=slug).exists()
+        and template_current() is None
+    ):
         template_refresh()
 
     with transaction.atomic():
