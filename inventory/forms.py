@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 
 from inventory.models import Location, Lot, MovementKind
 from inventory.selectors import BalanceFilters
+from inventory.services.ledger_rows import timestamp_problem
 
 SORTS = {
     "item": ("item__sku", "location__code", "lot__code"),
@@ -71,6 +72,7 @@ class BalanceQuery:
     lot: str = ""  # a lot code, "none" for no lot
     sign: str = ""  # "", "zero", "negative", "positive"
     sort: str = "item"
+    as_of: object = None  # an aware datetime (by occurred_at), or None for now
 
     @property
     def filters(self) -> BalanceFilters:
@@ -84,8 +86,26 @@ class BalanceQuery:
             "lot": self.lot,
             "sign": self.sign,
             "sort": self.sort,
+            "as_of": self.as_of.isoformat() if self.as_of else "",
         } | override
         return urlencode({k: v for k, v in data.items() if v})
+
+
+class AsOfField(forms.CharField):
+    """An instant, ISO 8601 or the datetime-local input's `2026-11-24T09:30` (taken in the
+    default time zone), checked by the ledger's own timestamp rule."""
+
+    def __init__(self, **kwargs):
+        super().__init__(label="As of", required=False, max_length=64, **kwargs)
+
+    def clean(self, value):
+        value = super().clean(value)
+        if not value:
+            return None
+        parsed, problem = timestamp_problem(value)
+        if problem:
+            raise ValidationError(problem, code="invalid")
+        return parsed
 
 
 class BalanceFilterForm(_BoundedForm):
@@ -95,6 +115,7 @@ class BalanceFilterForm(_BoundedForm):
     sign = forms.ChoiceField(label="Balance", required=False, choices=SIGNS)
     sort = forms.ChoiceField(label="Sort", required=False, choices=[(k, k) for k in SORTS])
     page = AsciiIntegerField(label="Page", required=False, min_value=1, max_value=MAX_PAGE)
+    as_of = AsOfField()
 
     def query(self) -> BalanceQuery:
         return BalanceQuery(
@@ -103,6 +124,7 @@ class BalanceFilterForm(_BoundedForm):
             lot=self.value("lot", ""),
             sign=self.value("sign", ""),
             sort=self.value("sort", "item"),
+            as_of=self.value("as_of"),
         )
 
 
@@ -113,6 +135,8 @@ class HistoryForm(_BoundedForm):
         label="Older than", required=False, min_value=1, max_value=MAX_LEDGER_ID
     )
     limit = AsciiIntegerField(label="Rows", required=False, min_value=1, max_value=MAX_HISTORY_PAGE)
+    as_of = AsOfField()
+
     # The chart's range and the history's filters (issue 15): a kind, and occurred-at dates.
     days = forms.TypedChoiceField(
         label="Chart range", required=False, coerce=int, choices=[(d, d) for d in CHART_DAYS]
@@ -130,5 +154,25 @@ class HistoryForm(_BoundedForm):
             "since": self.value("since") and self.value("since").isoformat(),
             "until": self.value("until") and self.value("until").isoformat(),
             "days": self.value("days") if self.value("days") not in (None, 30) else "",
+            "as_of": self.value("as_of") and self.value("as_of").isoformat(),
         }
         return {k: v for k, v in params.items() if v}
+
+
+class TransferForm(forms.Form):
+    """The item page's transfer: bounded here, every rule in the transfer service (its field
+    errors are shown on these fields)."""
+
+    qty = forms.CharField(label="Quantity", max_length=40)
+    from_location = _code_field("From location", Location)
+    from_lot = _code_field("From lot", Lot)
+    to_location = _code_field("To location", Location)
+    to_lot = _code_field("To lot", Lot)
+    reference = forms.CharField(label="Reference", required=False, max_length=200)
+    idempotency_key = forms.CharField(widget=forms.HiddenInput, required=False, max_length=200)
+
+
+class StockPolicyForm(forms.Form):
+    no_negative_stock = forms.BooleanField(
+        label="Refuse postings that would leave stock below zero", required=False
+    )

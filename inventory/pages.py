@@ -4,16 +4,26 @@ streamed CSV export of exactly the filtered view, and an item's page with its le
 from __future__ import annotations
 
 import csv
+import uuid
 from urllib.parse import urlencode
 
 from django.core.paginator import Paginator
+from django.db import connection
 from django.db.models import Q
 from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_http_methods
 from django_tenants.utils import schema_context
 
-from inventory.forms import HISTORY_PAGE, SORTS, BalanceFilterForm, BalanceQuery, HistoryForm
+from inventory.forms import (
+    HISTORY_PAGE,
+    SORTS,
+    BalanceFilterForm,
+    BalanceQuery,
+    HistoryForm,
+    StockPolicyForm,
+    TransferForm,
+)
 from inventory.history import (
     DEFAULT_DAYS,
     RANGES,
@@ -21,8 +31,11 @@ from inventory.history import (
     on_hand_chart,
     running_balances,
 )
-from inventory.models import Balance, Item, LedgerEntry, Location, Lot
-from inventory.selectors import balances_queryset, fmt_qty
+from inventory.models import Balance, Item, LedgerEntry, Lot
+from inventory.selectors import balances_queryset, fmt_qty, with_qty_as_of
+from inventory.services.errors import InventoryError
+from inventory.services.stock_policy import policy_set
+from inventory.services.transfers import TransferInput, transfer_create
 from tenants.access import OWNER_ROLES, SUPPORT_ROLES, org_or_404, page_login_required
 
 # Support reviews discrepancies, which link to the item: it may read an item's page, not browse.
@@ -32,16 +45,18 @@ PAGE_SIZE = 50
 
 
 def balance_rows(query: BalanceQuery):
-    qs = balances_queryset(query.filters)
+    """Balance rows with `qty_at`: the current balance, or the one as of `query.as_of` (which
+    the sign filter and the quantity sort then use)."""
+    qs = with_qty_as_of(balances_queryset(query.filters), query.as_of)
     if query.q:
         qs = qs.filter(Q(item__sku__icontains=query.q) | Q(item__name__icontains=query.q))
     if query.sign == "zero":
-        qs = qs.filter(qty_canonical=0)
+        qs = qs.filter(qty_at=0)
     elif query.sign == "negative":
-        qs = qs.filter(qty_canonical__lt=0)
+        qs = qs.filter(qty_at__lt=0)
     elif query.sign == "positive":
-        qs = qs.filter(qty_canonical__gt=0)
-    return qs.order_by(*SORTS[query.sort])
+        qs = qs.filter(qty_at__gt=0)
+    return qs.order_by(*(k.replace("qty_canonical", "qty_at") for k in SORTS[query.sort]))
 
 
 def _raw(request, form) -> dict[str, str]:
@@ -51,9 +66,20 @@ def _raw(request, form) -> dict[str, str]:
 
 
 @page_login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def balances_page(request, slug: str) -> HttpResponse:
     org = org_or_404(request.user, slug, OWNER_ROLES)
+    policy_saved = False
+    if request.method == "POST":
+        # The owner's no-negative stock policy (inventory/services/stock_policy.py).
+        policy_form = StockPolicyForm(request.POST)
+        if policy_form.is_valid():
+            with schema_context(org.schema_name):
+                policy_set(
+                    no_negative_stock=policy_form.cleaned_data["no_negative_stock"],
+                    by=f"user:{request.user.get_username()}",
+                )
+            policy_saved = True
     form = BalanceFilterForm(request.GET)
     form.is_valid()  # errors are shown; the valid filters still apply
     query = form.query()
@@ -63,11 +89,13 @@ def balances_page(request, slug: str) -> HttpResponse:
         page = paginator.get_page(form.value("page", 1))
         rows = list(page.object_list)
         total = paginator.count
-        locations = list(Location.objects.order_by("code").values_list("code", flat=True))
+        locations, no_negative = _locations_and_policy()
     return render(
         request,
         "inventory/balances.html",
         {
+            "no_negative_stock": no_negative,
+            "policy_saved": policy_saved,
             "org": org,
             "form": form,
             "f": _raw(request, form),
@@ -83,6 +111,17 @@ def balances_page(request, slug: str) -> HttpResponse:
         },
         status=400 if form.errors else 200,
     )
+
+
+def _locations_and_policy() -> tuple[list[str], bool]:
+    """The location filter's codes and the stock policy in one query (the page's budget)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT ARRAY(SELECT code FROM inventory_locations ORDER BY code), "
+            "COALESCE((SELECT no_negative_stock FROM inventory_settings WHERE id), false)"
+        )
+        codes, no_negative = cursor.fetchone()
+    return list(codes), bool(no_negative)
 
 
 class _Echo:
@@ -135,7 +174,7 @@ def balances_csv(request, slug: str) -> HttpResponse:
                         b.item.unit,
                         csv_text(b.location.code),
                         csv_text(b.lot.code) if b.lot_id else "",
-                        fmt_qty(b.qty_canonical),
+                        fmt_qty(b.qty_at),
                         b.updated_at.isoformat(),
                     ]
                 )
@@ -146,19 +185,22 @@ def balances_csv(request, slug: str) -> HttpResponse:
 
 
 @page_login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def item_page(request, slug: str, item_id: int) -> HttpResponse:
-    org = org_or_404(request.user, slug, ITEM_ROLES)
+    # Support may read the page; a transfer (POST) needs an owner.
+    org = org_or_404(request.user, slug, ITEM_ROLES if request.method == "GET" else OWNER_ROLES)
     form = HistoryForm(request.GET)
     form.is_valid()  # a bad cursor or limit is reported; the history then starts at the newest
     before = form.value("before")
     limit = form.value("limit", HISTORY_PAGE)
+    as_of = form.value("as_of")
+    transfer_form, transfer_error, transferred = _transfer(request, org, item_id)
     with schema_context(org.schema_name):
         item = Item.objects.filter(pk=item_id).first()
         if item is None:
             raise Http404("No such item.")
         balances = list(
-            Balance.objects.filter(item=item)
+            with_qty_as_of(Balance.objects.filter(item=item), as_of)
             .select_related("location", "lot")
             .order_by("location__code", "lot__code")
         )
@@ -177,7 +219,7 @@ def item_page(request, slug: str, item_id: int) -> HttpResponse:
     entries = entries[:limit]
     for e in entries:
         e.after = after.get(e.id)
-    total = sum((b.qty_canonical for b in balances), start=0)
+    total = sum((b.qty_at for b in balances), start=0)
     next_before = entries[-1].id if more and entries else None
     return render(
         request,
@@ -204,6 +246,45 @@ def item_page(request, slug: str, item_id: int) -> HttpResponse:
             "chart_days": form.value("days", DEFAULT_DAYS),
             "chart_ranges": RANGES,
             "filter_params": urlencode(form.filter_params()),
+            "as_of": as_of,
+            "transfer_form": transfer_form,
+            "transfer_error": transfer_error,
+            "transferred": transferred,
         },
-        status=400 if form.errors else 200,
+        status=400 if form.errors or transfer_error or transfer_form.errors else 200,
     )
+
+
+def _transfer(request, org, item_id: int):
+    """The item page's transfer form: (form, error message, posting result). A fresh
+    idempotency key rides in each form, so a double submit posts once."""
+    if request.method != "POST":
+        return TransferForm(initial={"idempotency_key": uuid.uuid4().hex}), "", None
+    form = TransferForm(request.POST)
+    if not form.is_valid():
+        return form, "", None
+    data = form.cleaned_data
+    with schema_context(org.schema_name):
+        item = Item.objects.filter(pk=item_id).first()
+        if item is None:
+            raise Http404("No such item.")
+        try:
+            result = transfer_create(
+                TransferInput(
+                    item=item.sku,
+                    qty=data["qty"].strip(),
+                    from_location=data["from_location"],
+                    to_location=data["to_location"],
+                    from_lot=data["from_lot"] or None,
+                    to_lot=data["to_lot"] or None,
+                    reference=data["reference"],
+                ),
+                idempotency_key=data["idempotency_key"] or None,
+                recorded_by=f"user:{request.user.get_username()}",
+            )
+        except InventoryError as err:
+            for field, messages in err.fields.items():
+                for message in messages:
+                    form.add_error(field if field in form.fields else None, message)
+            return form, err.message, None
+    return TransferForm(initial={"idempotency_key": uuid.uuid4().hex}), "", result

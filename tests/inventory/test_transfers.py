@@ -156,3 +156,73 @@ def test_the_openapi_document_describes_transfers_and_as_of(api, acme):
     params = [p["name"] for p in doc["paths"]["/api/balances"]["get"]["parameters"]]
     assert "as_of" in params
     assert "shortfalls" in doc["components"]["schemas"]["ErrorBody"]["properties"]
+
+
+# --- the pages: the item page's transfer form, the owner's policy, "as of" ----------------------
+
+
+def test_the_item_page_transfers_once_per_form_and_shows_field_errors(as_acme_owner, catalog):
+    items, locations, _ = catalog
+    path = f"/orgs/acme/items/{items[0].id}/"
+    page = as_acme_owner.get(path)
+    assert page.status_code == 200 and b'id="transfer"' in page.content
+    key = page.context["transfer_form"].initial["idempotency_key"]
+    form = {
+        "qty": "2",
+        "from_location": locations[0].code,
+        "to_location": locations[1].code,
+        "idempotency_key": key,
+    }
+    done = as_acme_owner.post(path, form)
+    assert done.status_code == 200 and b'id="transfer-done"' in done.content
+    again = as_acme_owner.post(path, form)  # a double submit replays
+    assert b"already posted" in again.content
+    with schema_context("acme"):
+        assert LedgerEntry.objects.count() == 2
+    bad = as_acme_owner.post(path, form | {"to_location": locations[0].code, "idempotency_key": ""})
+    assert bad.status_code == 400 and b'id="t-to_location-error"' in bad.content
+    with schema_context("acme"):
+        assert LedgerEntry.objects.count() == 2
+
+
+def test_the_owner_sets_the_policy_on_the_balances_page_and_reads_balances_as_of(
+    as_acme_owner, catalog
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from inventory.services.stock_policy import policy_get
+
+    items, locations, _ = catalog
+    now = timezone.now()
+    with schema_context("acme"):
+        ledger_entries_create(
+            entries=[
+                {
+                    "item": items[0].sku,
+                    "location": locations[0].code,
+                    "qty": "5",
+                    "kind": "receipt",
+                    "occurred_at": (now - timedelta(days=2)).isoformat(),
+                },
+                {
+                    "item": items[0].sku,
+                    "location": locations[0].code,
+                    "qty": "3",
+                    "kind": "receipt",
+                },
+            ]
+        )
+    response = as_acme_owner.post("/orgs/acme/balances/", {"no_negative_stock": "on"})
+    assert response.status_code == 200 and b'id="policy-saved"' in response.content
+    with schema_context("acme"):
+        assert policy_get() is True
+    as_of = (now - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    page = as_acme_owner.get("/orgs/acme/balances/", {"as_of": as_of})
+    assert page.status_code == 200
+    assert [b.qty_at for b in page.context["rows"]] == [Decimal("5")]
+    item = as_acme_owner.get(f"/orgs/acme/items/{items[0].id}/", {"as_of": as_of})
+    assert item.context["total"] == Decimal("5")
+    bad = as_acme_owner.get("/orgs/acme/balances/", {"as_of": "yesterday"})
+    assert bad.status_code == 400 and b'id="f-as_of-error"' in bad.content
