@@ -170,6 +170,37 @@ _SUMS_INCREMENTAL = """
       JOIN inventory_ledger l
         ON l.item_id = t.item_id AND l.location_id = t.location_id AND COALESCE(l.lot_id, 0) = t.lot_key
      GROUP BY 1, 2, 3"""
+# Touched keys (rows since `since`): checkpoint + the rows since the checkpoint. Both reads go
+# through the txid index; no touched key's older history is read.
+_SUMS_FROM_CHECKPOINT = """
+    SELECT t.item_id, t.location_id, t.lot_key, t.lot_id, COALESCE(c.qty, 0) + t.qty_new AS qty
+      FROM (SELECT item_id, location_id, COALESCE(lot_id, 0) AS lot_key, min(lot_id) AS lot_id,
+                   COALESCE(sum(qty_canonical) FILTER (WHERE txid >= %(checkpoint)s::text::xid8), 0)
+                       AS qty_new,
+                   bool_or(txid >= %(since)s::text::xid8) AS touched
+              FROM inventory_ledger
+             WHERE txid >= LEAST(%(since)s, %(checkpoint)s)::text::xid8
+             GROUP BY 1, 2, 3) t
+      LEFT JOIN inventory_ledger_checkpoint c
+        ON c.item_id = t.item_id AND c.location_id = t.location_id AND c.lot_key = t.lot_key
+     WHERE t.touched"""
+# The checkpoint: per key, the sum of the rows of transactions below `upto` (all finished).
+_CHECKPOINT_REBUILD = """
+    INSERT INTO inventory_ledger_checkpoint (item_id, location_id, lot_key, qty)
+    SELECT item_id, location_id, COALESCE(lot_id, 0), sum(qty_canonical)
+      FROM inventory_ledger WHERE txid < %(upto)s::text::xid8 GROUP BY 1, 2, 3"""
+_CHECKPOINT_ADVANCE = """
+    INSERT INTO inventory_ledger_checkpoint AS c (item_id, location_id, lot_key, qty)
+    SELECT item_id, location_id, COALESCE(lot_id, 0), sum(qty_canonical)
+      FROM inventory_ledger
+     WHERE txid >= %(from)s::text::xid8 AND txid < %(upto)s::text::xid8
+     GROUP BY 1, 2, 3
+    ON CONFLICT (item_id, location_id, lot_key) DO UPDATE SET qty = c.qty + EXCLUDED.qty"""
+_CHECKPOINT_AT = """
+    INSERT INTO inventory_ledger_checkpoint_at (one, upto_xid, ledger_filenode)
+    VALUES (true, %(upto)s::text::xid8, pg_relation_filenode('inventory_ledger'))
+    ON CONFLICT (one) DO UPDATE
+       SET upto_xid = EXCLUDED.upto_xid, ledger_filenode = EXCLUDED.ledger_filenode"""
 # One statement, so one snapshot: the count and the differences can never disagree, and a
 # balance and its ledger rows are seen together (the trigger writes both in one transaction).
 _COMPARE = """
@@ -209,19 +240,44 @@ class Comparison:
 def balances_compare(*, since: int | None = None) -> Comparison:
     """Compare every balance with its ledger sum (or, with `since`, only the keys with ledger
     rows from transactions >= that xid). Runs in its own (sub)transaction: a tenant whose tables
-    are missing fails here without leaving the caller's transaction aborted."""
+    are missing fails here without leaving the caller's transaction aborted.
+
+    Incremental, with a ledger checkpoint (below): a touched key's ledger sum is its checkpoint
+    plus its rows since the checkpoint, so the cost follows the new rows, not the history
+    (1.59 s after 1,000 new rows at 5·10^6 when it re-summed each touched key). Exact: the
+    checkpoint is the sum of rows of finished transactions only. Each comparison then moves the
+    checkpoint up to its watermark; a full one rebuilds it."""
     incremental = since is not None
-    sql = _COMPARE.format(
-        sums=_SUMS_INCREMENTAL if incremental else _SUMS_FULL,
-        join="LEFT JOIN" if incremental else "FULL OUTER JOIN",
-    )
     with transaction.atomic(), connection.cursor() as cursor:
         # Taken before the comparison: every transaction not finished by now has an xid >= this,
         # so the next incremental run will look at its rows, whenever it commits.
         cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
         watermark = cursor.fetchone()[0]
-        cursor.execute(sql, {"since": since})
+        # One checkpoint writer at a time (the row lock; a first checkpoint is an upsert).
+        cursor.execute(
+            "SELECT upto_xid::text::bigint,"
+            "       ledger_filenode = pg_relation_filenode('inventory_ledger')"
+            "  FROM inventory_ledger_checkpoint_at FOR UPDATE"
+        )
+        at = cursor.fetchone()
+        # A checkpoint of the ledger's previous file (truncated, restored) no longer counts.
+        checkpoint = at[0] if at and at[1] else None
+        if not incremental:
+            sums = _SUMS_FULL
+        elif checkpoint is not None:
+            sums = _SUMS_FROM_CHECKPOINT
+        else:
+            sums = _SUMS_INCREMENTAL
+        sql = _COMPARE.format(sums=sums, join="LEFT JOIN" if incremental else "FULL OUTER JOIN")
+        cursor.execute(sql, {"since": since, "checkpoint": checkpoint})
         keys_checked, rows = cursor.fetchone()
+        if not incremental:
+            cursor.execute("DELETE FROM inventory_ledger_checkpoint")
+            cursor.execute(_CHECKPOINT_REBUILD, {"upto": watermark})
+        elif checkpoint is not None and checkpoint < watermark:
+            cursor.execute(_CHECKPOINT_ADVANCE, {"from": checkpoint, "upto": watermark})
+        if not incremental or checkpoint is not None:
+            cursor.execute(_CHECKPOINT_AT, {"upto": watermark})
     if isinstance(rows, str):
         rows = json.loads(rows)
     return Comparison(
