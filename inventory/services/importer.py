@@ -35,6 +35,7 @@ from inventory.services.ledger_rows import (
     ledger_row_check,
     text_problem,
 )
+from inventory.services.stock_policy import refusal_from
 
 REQUIRED = ("sku", "location", "qty", "kind")
 OPTIONAL = (
@@ -174,6 +175,12 @@ def ledger_import_csv(
                 {"file": ["the resulting balances are too large for the balance table"]},
             ) from None
         raise
+    except (IntegrityError, psycopg.IntegrityError) as err:
+        # The no-negative stock policy refused the COPY (issue 14): a 409 naming each key.
+        refusal = refusal_from(err)
+        if refusal is None:
+            raise
+        raise refusal from None
     result.seconds = time.monotonic() - started
     return result
 

@@ -244,3 +244,29 @@ def test_it_still_refuses_after_the_guides_rollback_sql_and_the_repair(acme):
             ledger_entries_create(entries=[entry(items[0], locations[0], "-3")])
         assert err.value.shortfalls[0]["shortfall"] == "1.000000"
         assert qty_of(items[0], locations[0]) == Decimal("2")
+
+
+def test_an_import_that_would_go_negative_is_a_409_and_imports_nothing(catalog):
+    from inventory.services.importer import ledger_import_csv
+
+    items, locations, _ = catalog
+    policy_set(no_negative_stock=True)
+    text = (
+        "sku,location,qty,kind\n"
+        f"{items[0].sku},{locations[0].code},5,receipt\n"
+        f"{items[0].sku},{locations[0].code},-7,issue\n"
+    )
+    before = LedgerEntry.objects.count()
+    with pytest.raises(InsufficientStock) as err:
+        ledger_import_csv(text=text)
+    assert err.value.status == 409
+    assert err.value.shortfalls == [
+        {
+            "item": items[0].sku,
+            "location": locations[0].code,
+            "lot": None,
+            "balance": "0.000000",
+            "shortfall": "2.000000",
+        }
+    ]
+    assert LedgerEntry.objects.count() == before
