@@ -10,6 +10,7 @@ balance trigger:
     bench_row   writes, a FOR EACH ROW upsert trigger (bench/sql/row_trigger.sql)
     bench_stmt  writes, the real statement-level trigger with a transition table
     bench_stmt_static  writes, the same trigger with static SQL (bench/sql/statement_static.sql)
+    bench_policy  writes, the real trigger with the no-negative stock policy on (issue 14)
     bench_bare  writes, reference only: a plain schema whose inventory_ledger has the same columns,
                 defaults and CHECKs but no foreign keys, no secondary index and no trigger
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -35,6 +37,7 @@ WRITE_SCHEMAS = {
     "row": "bench_row",
     "statement": "bench_stmt",
     "statement-static": "bench_stmt_static",
+    "policy": "bench_policy",
 }
 ALL_SCHEMAS = [READ_SCHEMA, *WRITE_SCHEMAS.values()]
 BARE_SCHEMA = "bench_bare"  # not an organisation; made from bench_none's tables
@@ -96,12 +99,14 @@ def configure_variant(conn: psycopg.Connection, schema: str, variant: str) -> No
     conn.execute("ALTER TABLE inventory_ledger DISABLE TRIGGER inventory_ledger_no_truncate")
     for trigger, _ in BENCH_TRIGGERS.values():
         conn.execute(f"DROP TRIGGER IF EXISTS {trigger} ON inventory_ledger")
-    if variant != "statement":
+    if variant not in ("statement", "policy"):
         conn.execute(f"DROP TRIGGER IF EXISTS {BALANCE_TRIGGER} ON inventory_ledger")
+    # The real trigger checks the no-negative policy (sql/v5_stock_policy.sql) only when it is on.
+    conn.execute("UPDATE inventory_settings SET no_negative_stock = %s", [variant == "policy"])
     if variant in BENCH_TRIGGERS:
         sql = (BENCH_DIR / "sql" / BENCH_TRIGGERS[variant][1]).read_text()
         conn.execute(sql.replace("{schema}", schema))
-    if variant == "statement":
+    if variant in ("statement", "policy"):
         exists = conn.execute(
             "SELECT 1 FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname = %s",
             [f"{schema}.inventory_ledger", BALANCE_TRIGGER],
@@ -192,6 +197,7 @@ def load_key_space(
 # --- Row generators: everything is built before a timed loop starts ------------------------
 
 TS = "2026-01-01 00:00:00+00"
+BASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
 NULL = "\\N"  # NULL in COPY text format
 
 
@@ -208,13 +214,27 @@ def random_rows(rng: random.Random, keys, n: int):
     return out
 
 
-def copy_chunks(rows, chunk_rows: int = 10_000) -> list[bytes]:
-    """COPY text-format data for the rows, in chunks."""
+def opening_rows(keys) -> list[tuple]:
+    """One large receipt per key: what every write run starts from (untimed), so that no random
+    issue can take a balance below zero under the `policy` variant, and every variant's timed
+    statements update existing balances alike."""
+    return [(i, loc, lot, "1000000000", "opening") for i, loc, lot in keys]
+
+
+def occurred(n: int) -> str:
+    """Row n's occurred_at: one second after row n-1's (the as-of reads need spread times)."""
+    return (BASE_TIME + timedelta(seconds=n)).isoformat()
+
+
+def copy_chunks(rows, chunk_rows: int = 10_000, first: int | None = None) -> list[bytes]:
+    """COPY text-format data for the rows, in chunks. With `first`, row k occurs at
+    occurred(first + k); otherwise all at TS."""
     chunks = []
     for start in range(0, len(rows), chunk_rows):
         lines = [
-            f"{i}\t{loc}\t{NULL if lot is None else lot}\t{qty}\t{kind}\t\t{TS}\t{TS}\t\n"
-            for i, loc, lot, qty, kind in rows[start : start + chunk_rows]
+            f"{i}\t{loc}\t{NULL if lot is None else lot}\t{qty}\t{kind}\t\t"
+            f"{TS if first is None else occurred(first + start + k)}\t{TS}\t\n"
+            for k, (i, loc, lot, qty, kind) in enumerate(rows[start : start + chunk_rows])
         ]
         chunks.append("".join(lines).encode())
     return chunks

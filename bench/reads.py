@@ -100,6 +100,61 @@ def _rows(what, size, variants, times, plans) -> list[dict]:
     return out
 
 
+# Balances as of an instant (issue 14): the API's statement (inventory/selectors.py: current
+# balance minus the movements that occurred after T) against the plain SUM over the ledger up
+# to T, for one item's balances (the item page) and for the first page of 50 balances.
+AS_OF_ITEM_LEDGER = (
+    "SELECT item_id, location_id, lot_id, sum(qty_canonical) FROM inventory_ledger "
+    "WHERE item_id = %s AND occurred_at <= %s GROUP BY 1, 2, 3"
+)
+AS_OF_PAGE_LEDGER = (
+    "SELECT item_id, location_id, COALESCE(lot_id, 0), sum(qty_canonical) FROM inventory_ledger "
+    "WHERE occurred_at <= %s GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 LIMIT 50"
+)
+
+
+def _as_of_sql(by_item: bool) -> str:
+    from inventory.selectors import _BALANCES_AS_OF_SQL, _EXISTED_SQL
+
+    if by_item:
+        return _BALANCES_AS_OF_SQL.format(
+            after_where=" AND item_id = %s", where=_EXISTED_SQL + " AND b.item_id = %s"
+        )
+    return _BALANCES_AS_OF_SQL.format(after_where="", where=_EXISTED_SQL) + (
+        " ORDER BY b.id LIMIT 50"
+    )
+
+
+def _as_of(conn, cfg, size: int, item_ids, rng, results) -> int:
+    """As-of reads at T with 0.1% and 10% of the ledger after it; returns the rows added."""
+    from datetime import timedelta
+
+    item_sql, page_sql = _as_of_sql(True), _as_of_sql(False)
+    added = 0
+    for share in (0.001, 0.1):
+        at = db.BASE_TIME + timedelta(seconds=int(size * (1 - share)))
+        params = []
+        for _ in range(max(20, cfg.pages)):
+            item = item_ids[rng.randrange(len(item_ids))]
+            params.append(((at, item, at, item), (item, at)))
+        times = _time_queries(conn, (item_sql, AS_OF_ITEM_LEDGER), params, cfg.budget_s, 20)
+        plans = [
+            _plan(conn, q, p) for q, p in zip((item_sql, AS_OF_ITEM_LEDGER), params[0], strict=True)
+        ]
+        what = f"as of T, one item ({share:.1%} after T)"
+        results += _rows(what, size, ("balances - after T", "SUM(ledger <= T)"), times, plans)
+        page_params = [((at, at), (at,))] * max(10, cfg.pages // 10)
+        times = _time_queries(conn, (page_sql, AS_OF_PAGE_LEDGER), page_params, cfg.budget_s, 10)
+        plans = [
+            _plan(conn, q, p)
+            for q, p in zip((page_sql, AS_OF_PAGE_LEDGER), page_params[0], strict=True)
+        ]
+        what = f"as of T, 50 balances ({share:.1%} after T)"
+        results += _rows(what, size, ("balances - after T", "SUM(ledger <= T)"), times, plans)
+        added += 4
+    return added
+
+
 def _check(conn, keys, rng) -> None:
     for item_id, loc_id, lot_id in rng.sample(keys, min(50, len(keys))):
         table = conn.execute(LOOKUP_TABLE, (item_id, loc_id, lot_id or 0)).fetchone()
@@ -124,7 +179,8 @@ def run(url: str, cfg, log) -> list[dict]:
         t0 = time.perf_counter()
         while loaded < size:
             n = min(LOAD_ROWS_PER_COPY, size - loaded)
-            db.copy_rows(conn, db.copy_chunks(db.random_rows(rng, keys, n)))
+            # occurred_at one second apart, in load order (the as-of reads need spread times)
+            db.copy_rows(conn, db.copy_chunks(db.random_rows(rng, keys, n), first=loaded))
             loaded += n
         conn.execute("VACUUM ANALYZE inventory_ledger, inventory_balances")
         db.checkpoint(conn)
@@ -151,7 +207,8 @@ def run(url: str, cfg, log) -> list[dict]:
         plans = [_plan(conn, q, p) for q, p in zip(sqls, pages[0], strict=True)]
         what = f"on-hand, page of {page} items"
         results += _rows(what, size, ("balances table", "SUM(ledger)"), times, plans)
-        for r in results[-5:]:
+        n_as_of = _as_of(conn, cfg, size, item_ids, rng, results)
+        for r in results[-(5 + n_as_of) :]:
             log(
                 f"    {r['what']:<28} {r['variant']:<16} median {r['median']:,.0f} µs"
                 f"  ({r['plan']})"

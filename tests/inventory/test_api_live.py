@@ -353,7 +353,7 @@ def test_the_docs_page_renders_in_a_browser_from_our_own_server_only(live):
             response = page.goto(f"{live.base}/api/docs", wait_until="networkidle")
             assert response.status == 200
             page.wait_for_selector(".opblock", timeout=15_000)
-            assert page.locator(".opblock").count() == 9  # every operation of the document
+            assert page.locator(".opblock").count() == 10  # every operation of the document
         finally:
             browser.close()
     outside = [u for u in requested if not u.startswith(live.base + "/")]
