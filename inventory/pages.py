@@ -166,18 +166,33 @@ def balances_csv(request, slug: str) -> HttpResponse:
         # The response streams after the view returns: enter the schema inside the generator.
         with schema_context(org.schema_name):
             yield writer.writerow(["sku", "item", "unit", "location", "lot", "qty", "updated_at"])
-            for b in balance_rows(query).iterator(chunk_size=2000):
-                yield writer.writerow(
-                    [
-                        csv_text(b.item.sku),
-                        csv_text(b.item.name),
-                        b.item.unit,
-                        csv_text(b.location.code),
-                        csv_text(b.lot.code) if b.lot_id else "",
-                        fmt_qty(b.qty_at),
-                        b.updated_at.isoformat(),
-                    ]
+            # Tuples, not model instances (three per row with their related objects): the
+            # export ran at ~10,000 rows/s and a 198,659-row file hit gunicorn's timeout. One
+            # writerows() per 2,000-row batch from a server-side cursor keeps memory flat.
+            rows_qs = balance_rows(query).values_list(
+                "item__sku", "item__name", "item__unit", "location__code", "lot__code",
+                "qty_at", "updated_at",
+            )
+            batch = []
+            for sku, name, unit, location, lot, qty, updated_at in rows_qs.iterator(
+                chunk_size=2000
+            ):
+                batch.append(
+                    (
+                        csv_text(sku),
+                        csv_text(name),
+                        unit,
+                        csv_text(location),
+                        csv_text(lot) if lot is not None else "",
+                        fmt_qty(qty),
+                        updated_at.isoformat(),
+                    )
                 )
+                if len(batch) == 2000:
+                    yield "".join(writer.writerow(row) for row in batch)
+                    batch = []
+            if batch:
+                yield "".join(writer.writerow(row) for row in batch)
 
     response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{org.slug}-balances.csv"'
