@@ -137,6 +137,9 @@ TENANT_LIMIT_SET_CALLS = True
 # migrations change). A leading underscore: no slug makes it. TENANT_CREATION_FAKES_MIGRATIONS
 # stays off: django-tenants' own clone_schema is not used.
 TENANT_BASE_SCHEMA = "_tenant_template"
+# migrate_schemas skips the organisations whose django_migrations already records every migration
+# on disk (200 s -> seconds at 1,000 organisations with nothing pending).
+GET_EXECUTOR_FUNCTION = "operations.migrate_executor.executor_get"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -135,7 +135,7 @@ def committed(django_db_setup, django_db_blocker):
             cursor.execute(
                 "TRUNCATE reconciliation_discrepancies, reconciliation_runs, operations_job_runs, "
                 "operations_backup_checks, operations_restore_drills, operations_backups, "
-                "alerts_delivery_attempts, alerts_deliveries, alerts_alerts"
+                "alerts_delivery_attempts, alerts_deliveries, alerts_alerts, operations_health_snapshot"
             )
 
 
