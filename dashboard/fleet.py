@@ -18,7 +18,7 @@ from inventory.services.validation import (
     migration_validate,
 )
 from operations.backups import newest_backup_status
-from operations.health import pending_migrations_by_schema
+from operations.health import pending_migrations_for
 from operations.jobs import job_runs_reap
 from operations.models import BackupRecord, JobRun
 from operations.schedules import SCHEDULES
@@ -83,7 +83,7 @@ def fleet_rows(orgs: list[Organization] | None = None) -> list[FleetRow]:
     schemas = [o.schema_name for o in orgs]
     # A run whose worker died is shown as interrupted, not running, even when no page polls it.
     job_runs_reap(list(JobRun.objects.filter(schema_name__in=schemas, status__in=JobRun.ACTIVE)))
-    pending = pending_migrations_by_schema(schemas) if schemas else {}
+    pending = pending_migrations_for(schemas) if schemas else {}
     catalog = balance_objects_by_schema(schemas)
     # A repair ends with a backfill, so it counts as the last backfill.
     backfills = _latest_jobs([JobRun.Kind.BACKFILL, JobRun.Kind.REPAIR], schemas)

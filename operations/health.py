@@ -177,6 +177,28 @@ def _snapshot_current(snapshot: dict[str, tuple[dict, datetime]]) -> bool:
     return (timezone.now() - oldest).total_seconds() <= SNAPSHOT_MAX_AGE_SECONDS
 
 
+def _snapshot_fresh() -> dict[str, tuple[dict, datetime]]:
+    """The snapshot, recomputed first (one request at a time) when missing or too old."""
+    snapshot = _snapshot_read()
+    if not _snapshot_current(snapshot):
+        with _refresh_lock():
+            snapshot = _snapshot_read()  # another request may have just computed it
+            if not _snapshot_current(snapshot):
+                _snapshot_write()
+                snapshot = _snapshot_read()
+    return snapshot
+
+
+def pending_migrations_for(schemas: list[str]) -> dict[str, list[str]]:
+    """Pending migrations of these schemas in a number of queries that does not grow with them:
+    read live when they fit one query, else from the health snapshot (refreshed every minute,
+    emptied by any DDL or migrate, so it says what the database says within that delay)."""
+    if len(schemas) <= _SCHEMAS_PER_QUERY:
+        return pending_migrations_by_schema(schemas)
+    behind = _snapshot_fresh()["migrations"][0].get("pending", {})
+    return {schema: behind.get(schema, []) for schema in schemas}
+
+
 def health_report() -> HealthReport:
     report = HealthReport()
     try:
@@ -188,13 +210,7 @@ def health_report() -> HealthReport:
         report.failing.append("database")
         return report
 
-    snapshot = _snapshot_read()
-    if not _snapshot_current(snapshot):
-        with _refresh_lock():
-            snapshot = _snapshot_read()  # another request may have just computed it
-            if not _snapshot_current(snapshot):
-                _snapshot_write()
-                snapshot = _snapshot_read()
+    snapshot = _snapshot_fresh()
     now = timezone.now()
     for name in ["migrations", *_APP_CHECKS]:
         result, checked_at = snapshot[name]
