@@ -96,7 +96,8 @@ def test_a_support_user_approves_one_discrepancy_and_dismisses_another(e2e, logi
 
 def test_an_owner_filters_balances_exports_csv_and_opens_an_items_history(e2e, login):
     page = login("owner")
-    assert page.url.endswith("/orgs/acme/balances/")
+    assert page.url.endswith("/orgs/acme/")  # owners land on their organisation's overview
+    page.goto(f"{e2e['url']}/orgs/acme/balances/")
     shot(page, "balances")
     sku = e2e["data"]["acme"]["items"][0].sku
     page.get_by_label("Item (SKU or name)").fill(sku)
@@ -150,7 +151,7 @@ def test_an_owner_creates_a_key_shown_once_and_revokes_it(e2e, login):
 
 def test_a_globex_owner_cannot_reach_acmes_pages(e2e, login):
     page = login("globex_owner")
-    assert page.url.endswith("/orgs/globex/balances/")
+    assert page.url.endswith("/orgs/globex/")  # the overview of their own organisation
     # Another organisation's pages do not reveal it exists (404); platform admins' pages refuse
     # the role (403).
     for path, status in (
@@ -182,6 +183,7 @@ def test_the_backup_page_takes_a_backup(e2e, login):
 
 def test_pages_read_on_a_phone(e2e, login):
     page = login("owner", viewport=(390, 844))
+    page.goto(f"{e2e['url']}/orgs/acme/balances/")
     page.wait_for_selector("#balances")
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390 + 1, f"the page scrolls sideways on a phone ({width}px)"

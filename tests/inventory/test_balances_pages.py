@@ -17,7 +17,9 @@ pytestmark = pytest.mark.django_db
 
 ROW = re.compile(
     r'<tr><td><a href="/orgs/[\w-]+/items/(\d+)/">([^<]+)</a>.*?</td>\s*'
-    r"<td>([^<]*)</td><td>([^<]*)</td>\s*<td class=\"num[^\"]*\">([^<]*)</td>",
+    # The quantity cell shows the figure for people; its data-value holds the stored value.
+    r"<td>([^<]*)</td><td>([^<]*)</td>\s*<td class=\"num\"><span class=\"qty[^\"]*\" "
+    r"data-value=\"([^\"]*)\">[^<]*</span></td>",
     re.S,
 )
 
@@ -226,8 +228,17 @@ def test_unknown_organisation_is_404(as_admin):
     assert as_admin.get("/orgs/nope/balances.csv").status_code == 404
 
 
-def test_balances_are_read_only(as_acme_owner):
-    assert as_acme_owner.post("/orgs/acme/balances/").status_code == 405
+def test_a_post_to_the_balances_page_writes_no_balance(as_acme_owner, stock):
+    """The page takes one POST, the owner's stock policy; balances only change through the ledger."""
+    from inventory.models import Balance
+
+    with schema_context("acme"):
+        before = sorted(Balance.objects.values_list("id", "qty_canonical"))
+    response = as_acme_owner.post("/orgs/acme/balances/", {"qty_canonical": "999"})
+    assert response.status_code == 200
+    with schema_context("acme"):
+        assert sorted(Balance.objects.values_list("id", "qty_canonical")) == before
+    assert as_acme_owner.put("/orgs/acme/balances/").status_code == 405
 
 
 # --- CSV -----------------------------------------------------------------------------------------
@@ -349,10 +360,15 @@ def test_it_shows_an_items_balances_per_location_and_lot(as_acme_owner, stock):
     response = as_acme_owner.get(f"/orgs/acme/items/{item.id}/")
     assert response.status_code == 200
     html = text(response)
-    assert '<strong id="item-total">8.000000</strong>' in html
+    assert (
+        '<strong id="item-total"><span class="qty" data-value="8.000000">8</span>'
+        f'\u00a0<span class="unit">{item.unit}</span></strong>' in html
+    )
     body = table_body(html, "item-balances")
     found = re.findall(
-        r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>[^<]*</td><td[^>]*>([^<]*)</td>", body
+        r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>[^<]*</td><td[^>]*>"
+        r"<span class=\"qty[^\"]*\" data-value=\"([^\"]*)\">",
+        body,
     )
     assert found == [("B-LOC-0", "—", "5.000000"), ("B-LOC-1", stock["lot0"], "3.000000")]
 
@@ -444,3 +460,4 @@ def test_outsiders_cannot_see_an_item(as_globex_owner, anon, stock):
     assert_login_redirect(anon.get(path), path)
     # Nor through their own organisation's URL (the id belongs to acme's schema).
     assert as_globex_owner.get(f"/orgs/globex/items/{item.id}/").status_code == 404
+
