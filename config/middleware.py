@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import zoneinfo
 from itertools import accumulate
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Our deepest document is a batch: {"entries": [{...}]}, depth 3. Python's json module recurses
@@ -85,3 +88,38 @@ class RejectNulCharactersMiddleware:
             if b"\x00" in body or b"\\u0000" in body.lower():
                 return True
         return False
+
+
+# The browser tells its time zone in this cookie (static/js/app.js); pages show moments in it.
+TIME_ZONE_COOKIE = "tz"
+
+
+class UserTimeZoneMiddleware:
+    """Activate the user's time zone for the request, from the cookie the page's script sets from
+    the browser (Intl). A name that is no IANA zone is ignored: the default (settings.TIME_ZONE)
+    applies, never an error."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        zone = _zone(request.COOKIES.get(TIME_ZONE_COOKIE, ""))
+        if zone is None:
+            timezone.deactivate()
+        else:
+            timezone.activate(zone)
+        try:
+            return self.get_response(request)
+        finally:
+            timezone.deactivate()
+
+
+def _zone(name: str):
+    if not name or len(name) > 64 or name not in _zone_names():
+        return None
+    return zoneinfo.ZoneInfo(name)
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())

@@ -32,3 +32,14 @@ document.addEventListener("DOMContentLoaded", function () {
     { code: "[45]..", swap: false, error: true },
   ];
 });
+
+// Moments are shown in the browser's time zone: tell the server (config/middleware.py); pages
+// from the next one on show them in it. Zone names need no escaping in a cookie.
+(function () {
+  let zone;
+  try { zone = Intl.DateTimeFormat().resolvedOptions().timeZone; } catch (e) { return; }
+  if (!zone) return;
+  const current = document.cookie.split("; ").find(function (c) { return c.indexOf("tz=") === 0; });
+  if (current === "tz=" + zone) return;
+  document.cookie = "tz=" + zone + "; path=/; max-age=31536000; samesite=lax";
+})();
