@@ -158,26 +158,7 @@ def balances_page(*, filters: BalanceFilters, req: PageRequest = PageRequest()) 
         where.append("t.code = %s")
         params.append(filters.lot)
     sql = _BALANCES_SQL.format(where=" AND ".join(where))
-    with connection.cursor() as cursor:
-        count = None
-        if req.with_count:
-            cursor.execute(f"SELECT count(*) FROM ({sql}) AS matching", params)
-            count = cursor.fetchone()[0]
-        if req.page is not None:
-            tail, extra = (
-                " ORDER BY b.id LIMIT %s OFFSET %s",
-                [req.size + 1, (req.page - 1) * req.size],
-            )
-        else:
-            tail, extra = " ORDER BY b.id LIMIT %s", [req.size + 1]
-            if req.cursor is not None:
-                sql += " AND b.id > %s"
-                params.append(req.cursor)
-        cursor.execute(sql + tail, params + extra)
-        rows = [BalanceRow(*r) for r in cursor.fetchall()]
-    more = len(rows) > req.size
-    rows = rows[: req.size]
-    return PageResult(rows, rows[-1].id if more else None, count)
+    return _balance_page(sql, params, req)
 
 
 def balance_of(*, item_id: int, location_id: int, lot_id: int | None):
@@ -297,26 +278,7 @@ def balances_as_of_page(
         params.append(filters.lot)
     sql = _BALANCES_AS_OF_SQL.format(after_where=after_where, where=" AND ".join(where))
     params = [as_of, *after_params, *params]
-    with connection.cursor() as cursor:
-        count = None
-        if req.with_count:
-            cursor.execute(f"SELECT count(*) FROM ({sql}) AS matching", params)
-            count = cursor.fetchone()[0]
-        if req.page is not None:
-            tail, extra = (
-                " ORDER BY b.id LIMIT %s OFFSET %s",
-                [req.size + 1, (req.page - 1) * req.size],
-            )
-        else:
-            tail, extra = " ORDER BY b.id LIMIT %s", [req.size + 1]
-            if req.cursor is not None:
-                sql += " AND b.id > %s"
-                params.append(req.cursor)
-        cursor.execute(sql + tail, params + extra)
-        rows = [BalanceRow(*r) for r in cursor.fetchall()]
-    more = len(rows) > req.size
-    rows = rows[: req.size]
-    return PageResult(rows, rows[-1].id if more else None, count)
+    return _balance_page(sql, params, req)
 
 
 def with_qty_as_of(qs, as_of: datetime | None):
@@ -343,3 +305,28 @@ def with_qty_as_of(qs, as_of: datetime | None):
                             AND COALESCE(e.lot_id, 0) = inventory_balances.lot_key
                             AND e.occurred_at <= %s)"""
     return qs.annotate(qty_at=after).extra(where=[existed], params=[as_of])
+
+
+def _balance_page(sql: str, params: list, req) -> PageResult:
+    """One page of a balance query (plain or as of): keyset by id, or by page number; the total
+    only when asked for."""
+    with connection.cursor() as cursor:
+        count = None
+        if req.with_count:
+            cursor.execute(f"SELECT count(*) FROM ({sql}) AS matching", params)
+            count = cursor.fetchone()[0]
+        if req.page is not None:
+            tail, extra = (
+                " ORDER BY b.id LIMIT %s OFFSET %s",
+                [req.size + 1, (req.page - 1) * req.size],
+            )
+        else:
+            tail, extra = " ORDER BY b.id LIMIT %s", [req.size + 1]
+            if req.cursor is not None:
+                sql += " AND b.id > %s"
+                params = [*params, req.cursor]
+        cursor.execute(sql + tail, params + extra)
+        rows = [BalanceRow(*r) for r in cursor.fetchall()]
+    more = len(rows) > req.size
+    rows = rows[: req.size]
+    return PageResult(rows, rows[-1].id if more else None, count)
