@@ -20,6 +20,7 @@ from django_tenants.utils import schema_context
 
 from tests.factories import make_user
 from tests.inventory.helpers import make_catalog, wipe_tenant
+from tests.server_processes import disconnect_others
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENS = ROOT / "var" / "screens"
@@ -102,26 +103,6 @@ def _seed() -> dict:
     return data
 
 
-def _disconnect_others(seconds: float = 10) -> None:
-    """Wait for the server's and worker's sessions to go (the test database is dropped at the end)."""
-    deadline = time.monotonic() + seconds
-    with connection.cursor() as cursor:
-        while True:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND pid <> pg_backend_pid()"
-            )
-            if cursor.fetchone()[0] == 0:
-                return
-            if time.monotonic() > deadline:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-                return
-            time.sleep(0.2)
-
-
 def _cleanup(usernames) -> None:
     from django.contrib.auth import get_user_model
 
@@ -186,7 +167,7 @@ def e2e(django_db_setup, django_db_blocker, tmp_path_factory):
         finally:
             # The tests' ORM calls ran while Playwright's loop was "running" on this thread, on a
             # connection of their own (asgiref's Local is per context). Close it here, in that
-            # context: _disconnect_others below would otherwise kill it under the next module.
+            # context: disconnect_others below would otherwise kill it under the next module.
             connections.close_all()
             browser.close()
             pw.stop()
@@ -197,7 +178,7 @@ def e2e(django_db_setup, django_db_blocker, tmp_path_factory):
             except subprocess.TimeoutExpired:
                 os.killpg(worker.pid, 9)
             server.terminate()
-            _disconnect_others()
+            disconnect_others(seconds=10)
             settings.BACKUP_DIR = original_backup_dir
             _cleanup([u.username for u in data["users"].values()])
             shutil.rmtree(backup_dir, ignore_errors=True)
