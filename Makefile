@@ -11,9 +11,9 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 DEPS_STAMP := $(VENV)/.deps-$(shell cat requirements.lock pyproject.toml 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: setup run serve test bench lint db db-stop psql migrate demo clean browser check-deploy
+.PHONY: setup run serve test bench lint db db-stop psql migrate demo clean browser check-deploy wal-archive
 
-setup: $(DEPS_STAMP) .env migrate demo
+setup: $(DEPS_STAMP) .env wal-archive migrate demo
 
 # Development settings for manage.py in a shell; never overwrites an existing .env.
 .env:
@@ -26,6 +26,11 @@ $(DEPS_STAMP): requirements.lock pyproject.toml
 
 db: $(DEPS_STAMP)
 	@$(BIN)/python -c "from config.embedded_db import embedded_database_url as u; import os; print('database:', os.environ.get('DATABASE_URL') and 'DATABASE_URL' or u())"
+
+# WAL archiving of the embedded server into var/wal-archive (config/embedded_db.py): restarts a
+# running server once if it has archiving off. EMBEDDED_WAL_ARCHIVE=0 turns it off.
+wal-archive: $(DEPS_STAMP) .env
+	@$(BIN)/python -m config.embedded_db --wal-archive
 
 migrate: $(DEPS_STAMP) .env
 	$(BIN)/python manage.py migrate_schemas --executor=standard -v 0
