@@ -265,6 +265,13 @@ LEDGER_BATCH_MAX = env_int("LEDGER_BATCH_MAX", 1000)
 BACKUP_DIR = Path(env_str("BACKUP_DIR", str(BASE_DIR / "var" / "backups")))
 BACKUP_RETENTION = env_int("BACKUP_RETENTION", 14)
 BACKUP_MAX_AGE_HOURS = env_int("BACKUP_MAX_AGE_HOURS", 26)
+# Balance CSV exports (inventory/services/balance_export.py): a view of more rows than this is
+# written by a background job for download instead of streamed; its files live here, private,
+# for EXPORT_MAX_AGE_HOURS; a `.part` file untouched this long lost its writer.
+EXPORT_STREAM_MAX_ROWS = env_int("EXPORT_STREAM_MAX_ROWS", 50_000)
+EXPORT_DIR = Path(env_str("EXPORT_DIR", str(BASE_DIR / "var" / "exports")))
+EXPORT_MAX_AGE_HOURS = env_int("EXPORT_MAX_AGE_HOURS", 24)
+EXPORT_PART_STALE_SECONDS = env_int("EXPORT_PART_STALE_SECONDS", 900)
 
 # --- Alerts (alerts/): email over SMTP, links in messages ----------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

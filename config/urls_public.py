@@ -47,6 +47,17 @@ urlpatterns = [
     path("orgs/<slug:slug>/", org_home.org_home, name="org_home"),
     path("orgs/<slug:slug>/balances/", inventory_pages.balances_page, name="balances"),
     path("orgs/<slug:slug>/balances.csv", inventory_pages.balances_csv, name="balances_csv"),
+    path("orgs/<slug:slug>/exports/", inventory_pages.export_start, name="export_start"),
+    path(
+        "orgs/<slug:slug>/exports/<int:job_id>/",
+        inventory_pages.export_status,
+        name="export_status",
+    ),
+    path(
+        "orgs/<slug:slug>/exports/<int:job_id>/download/",
+        inventory_pages.export_download,
+        name="export_download",
+    ),
     path("orgs/<slug:slug>/items/<int:item_id>/", inventory_pages.item_page, name="item"),
     path("orgs/<slug:slug>/api-keys/", key_pages.api_keys_page, name="api_keys"),
     path(

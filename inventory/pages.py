@@ -1,25 +1,27 @@
 """Balance browser for owners (and platform admins): filters, sorting, server-side pages, a
-streamed CSV export of exactly the filtered view, and an item's page with its ledger history."""
+CSV export of exactly the filtered view (streamed, or for a big view written by a background job
+and downloaded; inventory/services/balance_export.py), and an item's page with its ledger
+history."""
 
 from __future__ import annotations
 
-import csv
+import base64
 import uuid
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import Q
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_tenants.utils import schema_context
 
 from inventory.forms import (
     HISTORY_PAGE,
     SORTS,
     BalanceFilterForm,
-    BalanceQuery,
     HistoryForm,
     StockPolicyForm,
     TransferForm,
@@ -32,31 +34,26 @@ from inventory.history import (
     running_balances,
 )
 from inventory.models import Balance, Item, LedgerEntry, Lot
-from inventory.selectors import balances_queryset, fmt_qty, with_qty_as_of
+from inventory.selectors import with_qty_as_of
+from inventory.services.balance_export import (
+    balance_export_blocks,
+    balance_export_count,
+    balance_rows,
+    export_file_open,
+    export_file_ready,
+)
 from inventory.services.errors import InventoryError
 from inventory.services.stock_policy import policy_set
 from inventory.services.transfers import TransferInput, transfer_create
+from operations.dispatch import job_start
+from operations.jobs import job_run_reap
+from operations.models import JobRun
 from tenants.access import OWNER_ROLES, SUPPORT_ROLES, org_or_404, page_login_required
 
 # Support reviews discrepancies, which link to the item: it may read an item's page, not browse.
 ITEM_ROLES = tuple(dict.fromkeys(OWNER_ROLES + SUPPORT_ROLES))
 
 PAGE_SIZE = 50
-
-
-def balance_rows(query: BalanceQuery):
-    """Balance rows with `qty_at`: the current balance, or the one as of `query.as_of` (which
-    the sign filter and the quantity sort then use)."""
-    qs = with_qty_as_of(balances_queryset(query.filters), query.as_of)
-    if query.q:
-        qs = qs.filter(Q(item__sku__icontains=query.q) | Q(item__name__icontains=query.q))
-    if query.sign == "zero":
-        qs = qs.filter(qty_at=0)
-    elif query.sign == "negative":
-        qs = qs.filter(qty_at__lt=0)
-    elif query.sign == "positive":
-        qs = qs.filter(qty_at__gt=0)
-    return qs.order_by(*(k.replace("qty_canonical", "qty_at") for k in SORTS[query.sort]))
 
 
 def _raw(request, form) -> dict[str, str]:
@@ -90,6 +87,13 @@ def balances_page(request, slug: str) -> HttpResponse:
         rows = list(page.object_list)
         total = paginator.count
         locations, no_negative = _locations_and_policy()
+    # A view too big to stream gets the background export's button and its latest run.
+    export_in_background = total > settings.EXPORT_STREAM_MAX_ROWS
+    export_job = (
+        JobRun.objects.filter(kind=JobRun.Kind.EXPORT, schema_name=org.schema_name).first()
+        if export_in_background
+        else None
+    )
     return render(
         request,
         "inventory/balances.html",
@@ -108,6 +112,11 @@ def balances_page(request, slug: str) -> HttpResponse:
             "qty_sort_link": query.as_params(sort="qty" if query.sort == "-qty" else "-qty"),
             # Links carry only the valid filters: the export holds exactly the rows shown.
             "export_params": query.as_params(),
+            "export_in_background": export_in_background,
+            "export_stream_max": settings.EXPORT_STREAM_MAX_ROWS,
+            "export_job": export_job,
+            "export_ready": export_job is not None
+            and export_file_ready(org.schema_name, export_job),
         },
         status=400 if form.errors else 200,
     )
@@ -124,22 +133,6 @@ def _locations_and_policy() -> tuple[list[str], bool]:
     return list(codes), bool(no_negative)
 
 
-class _Echo:
-    def write(self, value):
-        return value
-
-
-# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) sends the
-# data away, =cmd|... runs programs): OWASP's CSV injection list.
-CSV_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_text(value: str) -> str:
-    """A text cell made inert: a leading single quote makes spreadsheets show it as text. Only for
-    text written by users (codes, names); quantities stay numbers (-5.000000 is not a formula)."""
-    return "'" + value if value.startswith(CSV_FORMULA_START) else value
-
-
 def _errors_text(form) -> str:
     return "".join(
         f"{form.fields[name].label}: {message}\n"
@@ -148,54 +141,130 @@ def _errors_text(form) -> str:
     )
 
 
+def _text(message: str, status: int) -> HttpResponse:
+    # text/plain (and nosniff): the messages quote the refused value.
+    return HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+
+
 @page_login_required
 @require_GET
 def balances_csv(request, slug: str) -> HttpResponse:
     """Exactly the rows of the filtered view (all pages), streamed so memory stays flat. The same
     form as the page: a bad filter is a 400 and no file (a file of other rows than asked for would
-    pass for the asked ones)."""
+    pass for the asked ones). A view of more than EXPORT_STREAM_MAX_ROWS rows is a 409: the page
+    offers a background export for it (export_start), downloaded whole with its length."""
     org = org_or_404(request.user, slug, OWNER_ROLES)
     form = BalanceFilterForm(request.GET)
     if not form.is_valid():
-        # text/plain (and nosniff): the messages quote the refused value.
-        return HttpResponseBadRequest(_errors_text(form), content_type="text/plain; charset=utf-8")
+        return _text(_errors_text(form), 400)
     query = form.query()
-    writer = csv.writer(_Echo())
+    with schema_context(org.schema_name):
+        count = balance_export_count(query)
+    if count > settings.EXPORT_STREAM_MAX_ROWS:
+        return _text(
+            f"This view has {count} rows, more than the {settings.EXPORT_STREAM_MAX_ROWS} a "
+            "download streams. Use Export CSV on the balances page: the file is prepared in "
+            "the background and downloaded when it is ready.\n",
+            409,
+        )
 
-    def rows():
+    def blocks():
         # The response streams after the view returns: enter the schema inside the generator.
         with schema_context(org.schema_name):
-            yield writer.writerow(["sku", "item", "unit", "location", "lot", "qty", "updated_at"])
-            # Tuples, not model instances (three per row with their related objects): the
-            # export ran at ~10,000 rows/s and a 198,659-row file hit gunicorn's timeout. One
-            # writerows() per 2,000-row batch from a server-side cursor keeps memory flat.
-            rows_qs = balance_rows(query).values_list(
-                "item__sku", "item__name", "item__unit", "location__code", "lot__code",
-                "qty_at", "updated_at",
-            )
-            batch = []
-            for sku, name, unit, location, lot, qty, updated_at in rows_qs.iterator(
-                chunk_size=2000
-            ):
-                batch.append(
-                    (
-                        csv_text(sku),
-                        csv_text(name),
-                        unit,
-                        csv_text(location),
-                        csv_text(lot) if lot is not None else "",
-                        fmt_qty(qty),
-                        updated_at.isoformat(),
-                    )
-                )
-                if len(batch) == 2000:
-                    yield "".join(writer.writerow(row) for row in batch)
-                    batch = []
-            if batch:
-                yield "".join(writer.writerow(row) for row in batch)
+            yield from balance_export_blocks(query)
 
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    # No Content-Length, on purpose: HTTP/1.1 then gets the body chunked (gunicorn), and a
+    # worker killed or timed out mid-stream ends it without the last chunk, which every client
+    # reports as an error (tests/inventory/test_export_live.py). A length promised before the
+    # rows are read could not be kept if the rows change meanwhile.
+    response = StreamingHttpResponse(blocks(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{org.slug}-balances.csv"'
+    return response
+
+
+def _export_run_or_404(org, job_id: int) -> JobRun:
+    """The organisation's own export run; any other run (another tenant's, another kind) is a
+    404, as an unknown one is."""
+    job = JobRun.objects.filter(
+        pk=job_id, kind=JobRun.Kind.EXPORT, schema_name=org.schema_name
+    ).first()
+    if job is None:
+        raise Http404("No such export.")
+    if job.is_active:
+        job_run_reap(job)  # a dead worker's run turns "interrupted" here
+    return job
+
+
+def _export_job_response(request, org, job: JobRun, status: int = 200) -> HttpResponse:
+    context = {"org": org, "job": job, "ready": export_file_ready(org.schema_name, job)}
+    if request.headers.get("HX-Request"):
+        response = render(request, "inventory/_export_job.html", context, status=status)
+    else:
+        response = render(request, "inventory/export.html", context, status=status)
+    if job.status in JobRun.TERMINAL:
+        response["HX-Trigger"] = "job-finished"
+    return response
+
+
+@page_login_required
+@require_POST
+def export_start(request, slug: str) -> HttpResponse:
+    """Queue a background export of the filtered view (the query string holds the filters, as
+    for balances.csv). One export per organisation at a time: a second start while one is
+    queued or running is a 409 showing that one."""
+    org = org_or_404(request.user, slug, OWNER_ROLES)
+    form = BalanceFilterForm(request.GET)
+    if not form.is_valid():
+        return _text(_errors_text(form), 400)
+    job = job_start(
+        kind=JobRun.Kind.EXPORT,
+        schema_name=org.schema_name,
+        requested_by=f"user:{request.user.get_username()}",
+        query=form.query().as_params(),
+    )
+    if getattr(job, "refused", False):
+        return _export_job_response(request, org, job, status=409)
+    if request.headers.get("HX-Request"):
+        return _export_job_response(request, org, job, status=202)
+    return HttpResponse(
+        status=303, headers={"Location": reverse("export_status", args=[slug, job.id])}
+    )
+
+
+@page_login_required
+@require_GET
+def export_status(request, slug: str, job_id: int) -> HttpResponse:
+    org = org_or_404(request.user, slug, OWNER_ROLES)
+    return _export_job_response(request, org, _export_run_or_404(org, job_id))
+
+
+@page_login_required
+@require_GET
+def export_download(request, slug: str, job_id: int) -> HttpResponse:
+    """The finished file, with its Content-Length (a cut-off download is visible as one) and
+    its SHA-256 (Repr-Digest). Only a succeeded run's file whose size is the recorded one."""
+    org = org_or_404(request.user, slug, OWNER_ROLES)
+    job = _export_run_or_404(org, job_id)
+    if job.is_active:
+        return _text(f"Export {job.id} is {job.status}: the file is not ready yet.\n", 409)
+    if job.status != JobRun.Status.SUCCEEDED:
+        return _text(f"Export {job.id} is {job.status}: it wrote no file. Start it again.\n", 410)
+    handle = export_file_open(org.schema_name, job.result)
+    if handle is None:
+        return _text(
+            f"Export {job.id}'s file is gone (exports are kept {settings.EXPORT_MAX_AGE_HOURS} "
+            "h) or not whole. Start it again.\n",
+            410,
+        )
+    response = FileResponse(
+        handle,
+        as_attachment=True,
+        filename=f"{org.slug}-balances.csv",
+        content_type="text/csv; charset=utf-8",
+    )
+    digest = base64.b64encode(bytes.fromhex(job.result["sha256"])).decode()
+    response["Repr-Digest"] = f"sha-256=:{digest}:"
+    response["Cache-Control"] = "private, no-store"
     return response
 
 

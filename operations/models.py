@@ -32,6 +32,7 @@ class JobRun(models.Model):
         REPAIR = "repair"
         RESTORE_DRILL = "restore_drill"
         RESTORE_ORG = "restore_org"
+        EXPORT = "export"  # a balance CSV written for download (inventory/jobs.py)
 
     class Status(models.TextChoices):
         QUEUED = "queued"
