@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django_tenants.utils import schema_context
 
+# The point-in-time kinds and schedules: base backups, WAL off-site copies (declared there).
+from operations import wal_archive  # noqa: F401
 from operations.drills import DrillError, restore_drill
 from operations.models import BackupRecord, JobRun
 from operations.registry import JobResult, Progress, job_kind_register

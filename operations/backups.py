@@ -285,6 +285,13 @@ def _judge(good: list[BackupRecord], max_age_hours: float, min_ratio: float) -> 
         if not wal.ok:
             return False, wal.message
         drill += f"; {wal.message}"
+    from operations.wal_archive import wal_offsite_status
+
+    wal_offsite = wal_offsite_status()
+    if wal_offsite is not None:
+        if not wal_offsite[0]:
+            return False, wal_offsite[1]
+        drill += f"; {wal_offsite[1]}"
     return True, f"{message}; {drill}"
 
 
@@ -381,8 +388,16 @@ def newest_backup_status() -> dict | None:
     wal = wal_archiving_status()
     if wal is not None and not wal.ok:
         problems.append(wal.message)
+    from operations.wal_archive import wal_offsite_status
+
+    wal_offsite = wal_offsite_status()
+    if wal_offsite is not None and not wal_offsite[0]:
+        problems.append(wal_offsite[1])
     return {
         "wal_archiving": None if wal is None else {"ok": wal.ok, "message": wal.message},
+        "wal_offsite": None
+        if wal_offsite is None
+        else {"ok": wal_offsite[0], "message": wal_offsite[1]},
         "ok": not problems,
         "newest": newest.file_name,
         "age_seconds": round(age),

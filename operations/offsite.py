@@ -202,3 +202,69 @@ def offsite_download(record: BackupRecord, target: Path, config: OffsiteConfig) 
         crypto.decrypt_file(encrypted, target, config.key)
     finally:
         encrypted.unlink(missing_ok=True)
+
+
+# --- files without a BackupRecord: base backups and WAL segments (operations/wal_archive.py) ----
+
+
+def object_put_verified(config: OffsiteConfig, local: Path, key: str, *, client=None) -> dict:
+    """Encrypt `local` next to it, upload it as `key`, read it back and compare its SHA-256:
+    returns {"key", "sha256", "size"} only for a verified copy, raises OffsiteError otherwise
+    (and deletes a copy that does not match, so the bucket never holds a bad one by that name)."""
+    client = client or config.client()
+    encrypted = local.with_name(local.name + crypto.SUFFIX + ".partial")
+    try:
+        sha = crypto.encrypt_file(local, encrypted, config.key)
+        size = encrypted.stat().st_size
+        client.upload_file(
+            str(encrypted), config.bucket, key, ExtraArgs={"Metadata": {"sha256": sha}}
+        )
+        remote_sha, remote_size = _read_back_sha256(client, config.bucket, key)
+        if (remote_sha, remote_size) != (sha, size):
+            client.delete_object(Bucket=config.bucket, Key=key)
+            raise OffsiteError(f"read-back of s3://{config.bucket}/{key} differs")
+    except OffsiteError:
+        raise
+    except Exception as err:
+        raise OffsiteError(f"upload to s3://{config.bucket}/{key} failed: {err}"[:2000]) from err
+    finally:
+        encrypted.unlink(missing_ok=True)
+    return {"key": key, "sha256": sha, "size": size}
+
+
+def object_get_decrypted(config: OffsiteConfig, key: str, target: Path, *, client=None) -> None:
+    """Download `key`, check it against the SHA-256 recorded at upload, decrypt into `target`."""
+    client = client or config.client()
+    encrypted = target.with_name(target.name + crypto.SUFFIX)
+    try:
+        client.download_file(config.bucket, key, str(encrypted))
+        expected = (
+            client.head_object(Bucket=config.bucket, Key=key).get("Metadata", {}).get("sha256")
+        )
+        digest = hashlib.sha256()
+        with encrypted.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        if expected and digest.hexdigest() != expected:
+            raise OffsiteError(f"downloaded s3://{config.bucket}/{key} has another checksum")
+        crypto.decrypt_file(encrypted, target, config.key)
+    finally:
+        encrypted.unlink(missing_ok=True)
+
+
+def object_keys(config: OffsiteConfig, under: str, *, client=None) -> list[str]:
+    """Every key below `config.prefix + under`, sorted (paged listing)."""
+    client = client or config.client()
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(
+        Bucket=config.bucket, Prefix=config.prefix + under
+    ):
+        keys.extend(o["Key"] for o in page.get("Contents", []))
+    return sorted(keys)
+
+
+def objects_delete(config: OffsiteConfig, keys: list[str], *, client=None) -> None:
+    client = client or config.client()
+    for start in range(0, len(keys), 1000):  # S3's limit per request
+        batch = [{"Key": k} for k in keys[start : start + 1000]]
+        client.delete_objects(Bucket=config.bucket, Delete={"Objects": batch, "Quiet": True})

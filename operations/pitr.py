@@ -2,7 +2,9 @@
 archive_command), periodic pg_basebackup base backups, and a restore to a timestamp into a new
 data directory on another port. The tools are the server's own (pgserver's bin/, or PG_BIN_DIR).
 
-Turning archiving on (once; needs a server restart, see docs/OPERATIONS.md):
+The embedded server archives by default (config/embedded_db.py); base backups on a schedule,
+the off-site copies and the archive's retention are operations/wal_archive.py. Turning
+archiving on for a server of your own (once; needs a server restart, see docs/OPERATIONS.md):
 
     ALTER SYSTEM SET wal_level = 'replica';
     ALTER SYSTEM SET archive_mode = 'on';
@@ -19,6 +21,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tarfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,17 +38,24 @@ class PitrError(Exception):
 def _run(cmd: list[str], *, user: str | None = None, timeout: float = 3600) -> str:
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, user=user)
     if result.returncode != 0:
-        raise PitrError(f"{Path(cmd[0]).name} failed: {(result.stderr or result.stdout).strip()[:1500]}")
+        raise PitrError(
+            f"{Path(cmd[0]).name} failed: {(result.stderr or result.stdout).strip()[:1500]}"
+        )
     return result.stdout
 
 
 def server_user(path: Path) -> str | None:
     """Who runs the server's tools: None (this user) unless we are root, then the owner of
-    `path` (a data directory, or the folder it is made in)."""
+    `path` (a data directory, or the folder it is made in), or pgserver for a root-owned one."""
     if os.geteuid() != 0:
         return None
     owner = pwd.getpwuid(path.stat().st_uid).pw_name
-    return None if owner == "root" else owner
+    if owner != "root":
+        return owner
+    try:  # a root-owned folder: the embedded server's own user, when there is one
+        return pwd.getpwnam("pgserver").pw_name
+    except KeyError:
+        return None
 
 
 def base_backup(conninfo: str, target: Path, *, user: str | None = None) -> Path:
@@ -82,7 +92,7 @@ def restore_to_time(
     a conninfo for the restored server (the caller stops it: `stop(datadir)`)."""
     if datadir.exists():
         raise PitrError(f"{datadir} exists: restore into a new data directory")
-    shutil.copytree(base, datadir, symlinks=True)
+    _base_into(base, datadir)
     socket_dir = socket_dir or datadir
     with (datadir / "postgresql.auto.conf").open("a") as conf:
         conf.write(
@@ -91,7 +101,7 @@ def restore_to_time(
             "listen_addresses = ''\n"
             f"unix_socket_directories = '{socket_dir}'\n"
             "archive_mode = 'off'\n"
-            f"restore_command = 'cp \"{archive}/%f\" \"%p\"'\n"
+            f'restore_command = \'cp "{archive}/%f" "%p"\'\n'
             f"recovery_target_time = '{target_time}'\n"
             "recovery_target_action = 'promote'\n"
             "recovery_target_inclusive = 'true'\n"
@@ -118,8 +128,50 @@ def restore_to_time(
         except psycopg.OperationalError:
             pass
         if time.monotonic() > deadline:
-            raise PitrError(f"restored server still in recovery after {timeout}s (see {datadir}/restore.log)")
+            raise PitrError(
+                f"restored server still in recovery after {timeout}s (see {datadir}/restore.log)"
+            )
         time.sleep(0.3)
+
+
+def _base_into(base: Path, datadir: Path) -> None:
+    """A plain base backup is copied; a tar one (operations/wal_archive.py: base.tar.gz and
+    pg_wal.tar.gz) is unpacked, its WAL into pg_wal/."""
+    if not (base / "base.tar.gz").exists():
+        shutil.copytree(base, datadir, symlinks=True)
+        return
+    datadir.mkdir(mode=0o700)
+    with tarfile.open(base / "base.tar.gz") as tar:
+        tar.extractall(datadir, filter="tar")
+    if (base / "pg_wal.tar.gz").exists():
+        with tarfile.open(base / "pg_wal.tar.gz") as tar:
+            tar.extractall(datadir / "pg_wal", filter="tar")
+
+
+def offsite_fetch(config, target: Path, *, name: str | None = None) -> tuple[Path, Path]:
+    """Download (and decrypt) a base backup from the bucket, the newest or `name`, and every
+    archived WAL file from its first segment on: returns (base, archive) for restore_to_time."""
+    from operations.offsite import object_get_decrypted, object_keys
+
+    client = config.client()
+    bases = sorted({k.split("/")[-2] for k in object_keys(config, "base/", client=client)})
+    if name is None and bases:
+        name = bases[-1]
+    if name not in bases:
+        raise PitrError(f"no base backup {name or ''} in s3://{config.bucket}/{config.prefix}base/")
+    base, archive = target / name, target / "wal"
+    base.mkdir(parents=True)
+    archive.mkdir()
+    for key in object_keys(config, f"base/{name}/", client=client):
+        object_get_decrypted(
+            config, key, base / key.rsplit("/", 1)[1].removesuffix(".enc"), client=client
+        )
+    start = name.rsplit("-", 1)[1][8:24]
+    for key in object_keys(config, "wal/", client=client):
+        file = key.rsplit("/", 1)[1].removesuffix(".enc")
+        if file.endswith(".history") or file[8:24] >= start:
+            object_get_decrypted(config, key, archive / file, client=client)
+    return base, archive
 
 
 def stop(datadir: Path, *, user: str | None = None) -> None:
@@ -157,7 +209,9 @@ def archiver_check(conn, *, max_age_seconds: float | None = None) -> ArchiverSta
             failed,
         )
     if archived == 0:
-        return ArchiverStatus(False, "WAL archiving is on but no segment was archived yet", 0, failed)
+        return ArchiverStatus(
+            False, "WAL archiving is on but no segment was archived yet", 0, failed
+        )
     # An idle server archives nothing (archive_timeout only switches a segment with writes), so
     # age alone is no failure: only with a finished segment still waiting (archiving hangs).
     behind = _segment(current) - _segment(last_wal) - 1
@@ -169,7 +223,9 @@ def archiver_check(conn, *, max_age_seconds: float | None = None) -> ArchiverSta
             archived,
             failed,
         )
-    return ArchiverStatus(True, f"WAL archiving: {last_wal} {float(age or 0):.0f} s ago", archived, failed)
+    return ArchiverStatus(
+        True, f"WAL archiving: {last_wal} {float(age or 0):.0f} s ago", archived, failed
+    )
 
 
 def _segment(name: str | None) -> int:

@@ -5,67 +5,14 @@ set; the archiver check fails when archiving fails."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import time
-from pathlib import Path
 
 import psycopg
-import pytest
 
 from operations import pitr
-from operations.backups import pg_tool
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def cluster(tmp_path_factory):
-    root = Path(f"/tmp/pitr-{os.getpid()}-{time.monotonic_ns()}")  # short: socket paths
-    root.mkdir()
-    user = None
-    if os.geteuid() == 0:  # PostgreSQL refuses root: the embedded server's own user
-        from django.conf import settings
-
-        pgdata = Path(settings.BASE_DIR) / ".pgdata"
-        user = (pitr.server_user(pgdata) if pgdata.exists() else None) or "pgserver"
-        shutil.chown(root, user)
-    archive = root / "archive"
-    archive.mkdir()
-    if user:
-        shutil.chown(archive, user)
-    data, port = root / "primary", _free_port()
-    pitr._run([pg_tool("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"], user=user)
-    with (data / "postgresql.conf").open("a") as conf:
-        conf.write(
-            f"port = {port}\nlisten_addresses = ''\nunix_socket_directories = '{root}'\n"
-            "wal_level = replica\narchive_mode = on\narchive_timeout = 60\n"
-            f"archive_command = 'test ! -f {archive}/%f && cp %p {archive}/%f'\n"
-        )
-    pitr._run([pg_tool("pg_ctl"), "-D", str(data), "-l", str(root / "primary.log"), "-w", "start"], user=user)
-    conninfo = f"host={root} port={port} dbname=postgres user=postgres"
-    started = [data]
-    try:
-        yield {"root": root, "archive": archive, "conninfo": conninfo, "user": user, "started": started}
-    finally:
-        for datadir in started:
-            try:
-                pitr.stop(datadir, user=user)
-            except pitr.PitrError:
-                pass
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_archived(conn, wal: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while conn.execute("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver").fetchone()[0] < wal:
-        assert time.monotonic() < deadline, "segment not archived"
-        time.sleep(0.2)
+from tests.operations.pitr_cluster import cluster as cluster  # noqa: F401  (fixture)
+from tests.operations.pitr_cluster import free_port as _free_port
+from tests.operations.pitr_cluster import wait_archived as _wait_archived
 
 
 def test_it_restores_to_a_point_in_time_and_finds_exactly_the_first_set(cluster):
