@@ -91,8 +91,12 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument("--quick", action="store_true", help="small smoke run (< 1 minute)")
     p.add_argument(
         "--only",
-        choices=["reads", "writes", "api", "fleet"],
-        help="run one part only (fleet runs only when asked: it makes 1,000 organisations)",
+        choices=["reads", "writes", "api", "fleet", "scale"],
+        help="run one part only (fleet and scale run only when asked: they make 1,000 "
+        "organisations; scale also a 5·10^6-row ledger, bench/scale.py)",
+    )
+    p.add_argument(
+        "--scale-rebuild", action="store_true", help="scale: build its database again"
     )
     for name in DEFAULTS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, help=HELP[name])
@@ -119,6 +123,11 @@ def main(argv=None) -> int:
 
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    if args.only == "scale":  # its own database, built once and reused (bench/scale.py)
+        from bench import scale
+
+        return scale.main(args, log)
 
     from bench import api, db, fleet, reads, report, writes
 

@@ -6,11 +6,19 @@ own short transaction that first takes a SHARE ROW EXCLUSIVE lock on the ledger
 for in-flight inserts to commit and holds new ones back until the chunk commits, so the chunk's
 SUM sees every committed row and no trigger delta can land between the SUM and the write.
 Readers are never blocked; writers wait at most one chunk, and a chunk is small: at most
-`chunk_items` items and about `chunk_rows` ledger rows (one item with more rows is a chunk of its
-own). A tenant's 5·10^6 rows were one chunk of ≤ 500 items: every INSERT waited 19.4 s; chunks of
-10,000 rows hold the lock for milliseconds (tests/inventory/test_backfill_online.py). Safe to re-run: it writes only rows
-whose value differs, and removes balance rows that no ledger row backs. When it is done it sends
-inventory.signals.balances_rebuilt (reconciliation closes discrepancies that are gone).
+`chunk_items` items and about `chunk_rows` ledger rows. A tenant's 5·10^6 rows were one chunk of
+≤ 500 items: every INSERT waited 19.4 s; chunks of 10,000 rows hold the lock for milliseconds
+(tests/inventory/test_backfill_online.py).
+
+An item with more than `chunk_rows` rows (a heavy item) takes no table lock: each of its balances
+is set on its own (inventory.balances.balance_set_to_ledger: the balance row locked, then its
+key's ledger summed), so only postings to that one key wait, for that key's sum. Whole, its 10^6
+rows held every posting of the tenant for about a second. The item goes back to one locked chunk
+when its balance keys are not exactly its ledger keys (a key without a balance row, a balance row
+no ledger row backs): only the range statement creates rows with their last ledger id and removes
+orphans. Safe to re-run: it writes only rows whose value differs, and removes balance rows that no
+ledger row backs. When it is done it sends inventory.signals.balances_rebuilt (reconciliation
+closes discrepancies that are gone).
 """
 
 from __future__ import annotations
@@ -19,9 +27,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 
-from inventory.balances import balance_writers_lock, balances_set_to_ledger
+from inventory.balances import (
+    RangeRecompute,
+    balance_set_to_ledger,
+    balance_writers_lock,
+    balances_set_to_ledger,
+)
 from inventory.services.validation import balance_objects_require
 from inventory.signals import balances_rebuilt
 
@@ -35,6 +48,7 @@ class BackfillResult:
     balance_rows_written: int = 0
     balance_rows_removed: int = 0
     chunks: int = 0
+    heavy_items_by_key: int = 0  # heavy items set key by key, without the table lock
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -60,10 +74,11 @@ def balances_backfill(
     return result
 
 
-def _chunk_bounds(chunk_items: int, chunk_rows: int) -> list[tuple[int, int]]:
+def _chunk_bounds(chunk_items: int, chunk_rows: int) -> list[tuple[int, int, bool]]:
     """Contiguous [lo, hi) item ranges covering every item id, each of at most chunk_items ids
-    and (unless one item alone has more) chunk_rows ledger rows. Counted without a lock (an
-    index-only scan of (item_id, id)): the counts only size the chunks."""
+    and chunk_rows ledger rows, with heavy=False; an item with more rows alone is (id, id + 1,
+    True). Counted without a lock (an index-only scan of (item_id, id)): the counts only size
+    the chunks."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT min(id), max(id) FROM inventory_items")
         low, high = cursor.fetchone()
@@ -74,17 +89,57 @@ def _chunk_bounds(chunk_items: int, chunk_rows: int) -> list[tuple[int, int]]:
     bounds, lo, rows = [], low, 0
     for item_id, count in counts:
         while item_id - lo >= chunk_items:  # items without rows still get their orphans removed
-            bounds.append((lo, lo + chunk_items))
+            bounds.append((lo, lo + chunk_items, False))
             lo, rows = lo + chunk_items, 0
+        if count > chunk_rows:
+            if item_id > lo:
+                bounds.append((lo, item_id, False))
+            bounds.append((item_id, item_id + 1, True))
+            lo, rows = item_id + 1, 0
+            continue
         if rows and rows + count > chunk_rows:
-            bounds.append((lo, item_id))
+            bounds.append((lo, item_id, False))
             lo, rows = item_id, 0
         rows += count
     while lo <= high:
         hi = min(lo + chunk_items, high + 1)
-        bounds.append((lo, hi))
+        bounds.append((lo, hi, False))
         lo = hi
     return bounds
+
+
+def _heavy_item_keys(item_id: int) -> list[tuple[int, int | None, int]] | None:
+    """The heavy item's ledger keys (location, lot, rows), read without a lock; None when its
+    balance rows are not exactly those keys (then only the locked range statement is right)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT location_id, lot_id, count(*) FROM inventory_ledger WHERE item_id = %s "
+            "GROUP BY 1, 2 ORDER BY 1, COALESCE(lot_id, 0)",
+            [item_id],
+        )
+        keys = cursor.fetchall()
+        cursor.execute(
+            "SELECT location_id, lot_id FROM inventory_balances WHERE item_id = %s", [item_id]
+        )
+        balances = set(cursor.fetchall())
+    return keys if balances == {(loc, lot) for loc, lot, _ in keys} else None
+
+
+def _heavy_item(item_id: int) -> RangeRecompute | None:
+    """Set a heavy item's balances key by key, each in its own transaction (the balance row's
+    lock: postings to other keys never wait); None when it must be one locked chunk."""
+    keys = _heavy_item_keys(item_id)
+    if keys is None:
+        return None
+    done = RangeRecompute(ledger_rows=0, written=0, removed=0)
+    for location_id, lot_id, rows in keys:
+        with transaction.atomic():
+            before, ledger_sum = balance_set_to_ledger(
+                item_id=item_id, location_id=location_id, lot_id=lot_id
+            )
+        done.ledger_rows += rows  # as counted before (rows posted since are summed, not counted)
+        done.written += before != ledger_sum
+    return done
 
 
 def _backfill(
@@ -96,11 +151,15 @@ def _backfill(
             progress(0, 0, "no items: nothing to backfill")
         return
     total = len(bounds)
-    for n, (lo, hi) in enumerate(bounds, start=1):
-        chunk = balances_set_to_ledger(item_lo=lo, item_hi=hi)
+    for n, (lo, hi, heavy) in enumerate(bounds, start=1):
+        chunk = _heavy_item(lo) if heavy else None
+        if chunk is None:
+            chunk = balances_set_to_ledger(item_lo=lo, item_hi=hi)
+        else:
+            result.heavy_items_by_key += 1
+        result.chunks = n
         result.ledger_rows += chunk.ledger_rows
         result.balance_rows_written += chunk.written
         result.balance_rows_removed += chunk.removed
-        result.chunks = n
         if progress:
             progress(n, total, f"items {lo}-{hi - 1}: {result.ledger_rows} ledger rows read")
