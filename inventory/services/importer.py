@@ -1,9 +1,15 @@
 """Import of an existing ledger from CSV (an organisation moving over from the old system).
 
-All rows are checked before anything is written, with the same row validation as the API
-(inventory/services/ledger_rows.py); every problem is reported as "line N, column C: what is
-wrong" and nothing is written. A good file goes in as one transaction: missing items, locations
-and lots are created, then the ledger rows are loaded with COPY (the balance trigger fires once).
+The file is read as a stream, in bounded memory whatever its size: a first pass takes its
+SHA-256 (the import-once check needs it before anything is written), a second one parses it
+with Python's csv module and COPYs the cells, trimmed, with their line numbers into a temporary
+staging table. The checks then run set-wise in SQL (inventory/services/importer_sql.py): they
+flag the rows that may break a rule, and only those go through the same row validation as the
+API (inventory/services/ledger_rows.py) and the catalog rules below, so every problem is still
+reported as "line N, column C: what is wrong" with the API's wording, and nothing is written.
+A good file goes in as one transaction: missing items, locations and lots are created with one
+INSERT ... SELECT each, then the ledger rows with one INSERT ... SELECT from the staging table
+(the balance trigger fires once; the no-negative stock policy refuses it whole, a 409).
 
 Idempotent: each import is a `Posting` whose idempotency key is the file's SHA-256 (or a batch
 key the user gives), and its ledger rows point at it. The same file again is refused unless
@@ -13,22 +19,25 @@ file racing each other.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import time
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal
+from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
-from django.db import DataError, IntegrityError, transaction
+from django.conf import settings
+from django.db import DataError, IntegrityError, connection, transaction
+from django.utils import timezone
 
 from inventory.balances import balance_qty_limit
-from inventory.models import Balance, Item, Location, Lot, Posting, Unit
+from inventory.models import Posting, Unit
+from inventory.services import importer_sql as sql
 from inventory.services.catalog import code_problem, expiry_date_problem
 from inventory.services.errors import AlreadyImported, ValidationFailed
-from inventory.services.ledger_copy import ledger_rows_copy
 from inventory.services.ledger_rows import (
     CheckedRow,
     LedgerRowInput,
@@ -53,6 +62,9 @@ MAX_ERRORS_REPORTED = 50
 COLUMN_OF = {"item": "sku", "location": "location", "lot": "lot", "qty": "qty", "kind": "kind"}
 NAME_MAX, SITE_MAX, BATCH_KEY_MAX = 200, 100, 150
 NUMERIC_OUT_OF_RANGE = "22003"
+READ_CHUNK = 1 << 20  # bytes per read of the hashing pass
+FETCH_SUSPECTS = 500  # suspect rows fetched (and held) at a time
+BOM = codecs.BOM_UTF8
 
 
 @dataclass
@@ -66,108 +78,146 @@ class ImportResult:
     sha256: str = ""
 
 
-@dataclass
-class _Row:
-    line: int
-    row: CheckedRow
-
-
 class _Problems:
-    """Problems keyed "line N, column C" (or "line N"), in file order."""
+    """Problems keyed "line N, column C" (or "line N"). Only the first MAX_ERRORS_REPORTED
+    lines' problems are kept (that is all the report shows), so a file with a million bad lines
+    does not fill the memory; `added` counts every problem, kept or not."""
 
     def __init__(self):
         self.by_place: dict[str, list[str]] = {}
+        self.place_line: dict[str, int] = {}
+        self.kept_lines: set[int] = set()
+        self.added = 0
 
     def add(self, line: int, column: str | None, message: str) -> None:
+        self.added += 1
+        if line not in self.kept_lines:
+            if len(self.kept_lines) >= MAX_ERRORS_REPORTED:
+                return
+            self.kept_lines.add(line)
         place = f"line {line}, column {column}" if column else f"line {line}"
         self.by_place.setdefault(place, []).append(message)
+        self.place_line.setdefault(place, line)
 
     def __bool__(self) -> bool:
         return bool(self.by_place)
 
-    def raise_if_any(self) -> None:
-        if not self.by_place:
+    def raise_if_any(self, bad_lines: int | None = None, *, then: _Problems | None = None):
+        """Raise with these problems and `then`'s (a later pass), in line order."""
+        places = [(self.place_line[p], 0, i, p, self) for i, p in enumerate(self.by_place)]
+        if then is not None:
+            places += [(then.place_line[p], 1, i, p, then) for i, p in enumerate(then.by_place)]
+        if not places:
             return
-        lines = {place.split(",")[0] for place in self.by_place}
-        shown = dict(list(self.by_place.items())[:MAX_ERRORS_REPORTED])
-        raise ValidationFailed(f"{len(lines)} line(s) are invalid; nothing was imported.", shown)
+        places.sort(key=lambda place: place[:3])
+        shown: dict[str, list[str]] = {}
+        for _line, _pass, _order, place, owner in places:
+            if place not in shown and len(shown) >= MAX_ERRORS_REPORTED:
+                break
+            shown.setdefault(place, []).extend(owner.by_place[place])
+        count = bad_lines if bad_lines is not None else len(self.kept_lines)
+        raise ValidationFailed(f"{count} line(s) are invalid; nothing was imported.", shown)
 
 
-def import_key(*, text: str, batch_key: str | None = None) -> tuple[str, str]:
-    """(idempotency key, SHA-256 of the content) for an import."""
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+def import_key(*, digest: str, batch_key: str | None = None) -> str:
+    """The idempotency key of an import."""
     if batch_key is None:
-        return f"import:sha256:{digest}", digest
+        return f"import:sha256:{digest}"
     problem = text_problem(batch_key, max_length=BATCH_KEY_MAX, required=True, what="batch key")
     if problem:
         raise ValidationFailed(f"Invalid batch key: {problem}.", {"batch_key": [problem]})
-    return f"import:batch:{batch_key.strip()}", digest
+    return f"import:batch:{batch_key.strip()}"
+
+
+class NotUtf8(ValueError):
+    """The file is not UTF-8 text; the message says where (a byte offset in the file)."""
+
+
+def file_digest(path: str | Path) -> tuple[str, bool]:
+    """(SHA-256 of the text, whether it holds a NUL) of a UTF-8 file, read in 1 MB chunks. The
+    digest is of the text without a leading BOM, as before the streaming import, so a file
+    imported then is still recognised. Raises NotUtf8."""
+    digest, has_nul = hashlib.sha256(), False
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as f:
+        chunk = f.read(READ_CHUNK)
+        if chunk.startswith(BOM):
+            chunk, offset = chunk[len(BOM) :], len(BOM)
+        while chunk:
+            pending = len(decoder.getstate()[0])  # bytes of a character split between reads
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as err:
+                at = offset - pending + err.start
+                raise NotUtf8(
+                    f"'utf-8' codec can't decode byte 0x{err.object[err.start]:02x} in "
+                    f"position {at}: {err.reason}"
+                ) from None
+            digest.update(chunk)
+            has_nul = has_nul or b"\x00" in chunk
+            offset += len(chunk)
+            chunk = f.read(READ_CHUNK)
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError as err:
+            raise NotUtf8(f"the file ends inside a character: {err.reason}") from None
+    return digest.hexdigest(), has_nul
 
 
 def ledger_import_csv(
-    *, text: str, source: str = "csv", batch_key: str | None = None, force: bool = False
+    *,
+    text: str | None = None,
+    path: str | Path | None = None,
+    source: str = "csv",
+    batch_key: str | None = None,
+    force: bool = False,
 ) -> ImportResult:
-    """Import `text` (a CSV file's content) into the current tenant, all or nothing. Refuses a
-    file (by SHA-256) or batch key imported before unless `force`."""
+    """Import a CSV file (`path`, streamed) or its content (`text`) into the current tenant,
+    all or nothing. Refuses a file (by SHA-256) or batch key imported before unless `force`."""
     started = time.monotonic()
-    key, digest = import_key(text=text, batch_key=batch_key)
+    if path is not None:
+        digest, odd_text = file_digest(path)
+    else:
+        encoded = text.encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(encoded).hexdigest()
+        # NUL or lone surrogates: the parse pass then looks at every cell (slow path).
+        odd_text = "\x00" in text or not _encodable(text)
+    key = import_key(digest=digest, batch_key=batch_key)
     if not force:
         _refuse_if_imported(key, batch_key)
 
-    problems = _Problems()
-    reader = csv.reader(io.StringIO(text, newline=""))
-    columns = _header(reader, problems)
-    problems.raise_if_any()
-
-    items = {i.sku: i for i in Item.objects.all()}
-    locations = {loc.code: loc for loc in Location.objects.all()}
-    catalog = (items, locations, set(Lot.objects.values_list("item__sku", "code")))
-    new_items: dict[str, tuple[str, str]] = {}
-    new_locations: dict[str, tuple[str, str]] = {}
-    new_lots: dict[tuple[str, str], date | None] = {}
-    rows: list[_Row] = []
-
-    previous_end = reader.line_num
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as err:
-            problems.add(previous_end + 1, None, f"the CSV is malformed: {err}")
-            break
-        line, previous_end = previous_end + 1, reader.line_num
-        if not cells or cells == [""]:
-            continue  # blank line
-        rec = _record(line, cells, columns, problems)
-        if rec is None:
-            continue
-        checked, flagged = _check_row(line, rec, problems)
-        _check_catalog(line, rec, flagged, catalog, new_items, new_locations, new_lots, problems)
-        if checked is not None:
-            rows.append(_Row(line, checked))
-
-    if not rows and not problems:
-        raise ValidationFailed(
-            "The file has no ledger rows.", {"file": ["no rows after the header"]}
-        )
-    problems.raise_if_any()
-    _check_balances_fit(rows, problems)
-    problems.raise_if_any()
-
-    result = ImportResult(rows=len(rows), sha256=digest)
+    result = ImportResult(sha256=digest)
     try:
-        with transaction.atomic():
-            posting = _posting_create(key, digest, len(rows), source, batch_key, force)
+        with transaction.atomic(), connection.cursor() as cursor:
+            # Sorting and hashing a million staged rows (and the balance trigger's grouping)
+            # in memory rather than in temporary files; UTC for naive date-times (see the
+            # checks' safe formats).
+            cursor.execute("SET LOCAL work_mem = '64MB'")
+            cursor.execute("SET LOCAL TIME ZONE 'UTC'")
+            if path is not None:
+                with open(path, encoding="utf-8-sig", newline="") as stream:
+                    staged = _stage(cursor, stream, odd_text)
+            else:
+                staged = _stage(cursor, io.StringIO(text, newline=""), odd_text)
+            result.rows = staged
+            _check(cursor)
+            posting = _posting_create(key, digest, staged, source, batch_key, force)
             result.posting_id = posting.id
-            _create_catalog(items, locations, new_items, new_locations, new_lots, result)
-            lot_ids = {
-                (lot.item_id, lot.code): lot.id
-                for lot in Lot.objects.filter(item__sku__in={r.row.item for r in rows if r.row.lot})
-            }
-            _copy_rows(rows, items, locations, lot_ids, posting.id, source)
+            _create_catalog(cursor, result)
+            cursor.execute(
+                sql.INSERT_LEDGER,
+                {
+                    "now": timezone.now(),
+                    "recorded_at": timezone.now(),
+                    "recorded_by": f"import:{source}"[:200],
+                    "posting": posting.id,
+                },
+            )
+            # ON COMMIT DROP does not fire when the caller's transaction goes on (a test, or
+            # a second import in one transaction).
+            cursor.execute(f"DROP TABLE {', '.join(sql.TEMP_TABLES)}")
     except (DataError, psycopg.DataError) as err:
-        # COPY runs on the raw psycopg cursor, so its errors are psycopg's, not Django's.
         sqlstate = getattr(err, "sqlstate", None) or getattr(err.__cause__, "sqlstate", None)
         if sqlstate == NUMERIC_OUT_OF_RANGE:
             raise ValidationFailed(
@@ -176,13 +226,222 @@ def ledger_import_csv(
             ) from None
         raise
     except (IntegrityError, psycopg.IntegrityError) as err:
-        # The no-negative stock policy refused the COPY (issue 14): a 409 naming each key.
+        # The no-negative stock policy refused the INSERT (issue 14): a 409 naming each key.
         refusal = refusal_from(err)
         if refusal is None:
             raise
         raise refusal from None
     result.seconds = time.monotonic() - started
     return result
+
+
+# --- the parse pass: CSV → staging table --------------------------------------------------
+
+
+def _stage(cursor, stream, odd_text: bool) -> int:
+    """Parse the CSV and COPY its rows into imp_rows; returns how many. Header problems and a
+    file with no rows raise here; row problems the parse finds (a malformed CSV, too many
+    values, NUL characters) are kept in `cursor.import_problems` for _check."""
+    problems = _Problems()
+    cursor.import_problems = problems
+    reader = csv.reader(stream)
+    columns = _header(reader, problems)
+    problems.raise_if_any()
+    names = list(columns)  # header order; every known column, absent ones default to ''
+    width = len(names)
+    cursor.execute(sql.STAGING)
+    cursor.execute(sql.FIXUPS)
+    copy_sql = f"COPY imp_rows ({', '.join(names)}, line, bad) FROM STDIN"
+    staged = malformed = 0
+    previous_end = reader.line_num
+    # The psycopg cursor: django-tenants has set its search_path to the tenant.
+    with cursor.cursor.copy(copy_sql) as copy:
+        write = copy.write_row
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as err:
+                problems.add(previous_end + 1, None, f"the CSV is malformed: {err}")
+                malformed = 1
+                break
+            line, previous_end = previous_end + 1, reader.line_num
+            if not cells or cells == [""]:
+                continue  # blank line
+            if len(cells) != width:
+                cells = _fit(line, cells, width, problems)
+                if cells is None:  # too many values: not checked further
+                    write([""] * width + [line, 2])
+                    staged += 1
+                    continue
+            values = [c.strip() for c in cells]
+            bad = _odd_cells(line, values, names, problems) if odd_text else 0
+            values.append(line)
+            values.append(bad)
+            write(values)
+            staged += 1
+    cursor.import_malformed = malformed
+    if not staged and not problems:
+        raise ValidationFailed(
+            "The file has no ledger rows.", {"file": ["no rows after the header"]}
+        )
+    cursor.execute("ANALYZE imp_rows")
+    return staged
+
+
+def _fit(line: int, cells: list[str], width: int, problems: _Problems) -> list[str] | None:
+    if len(cells) > width:
+        if any(c.strip() for c in cells[width:]):
+            problems.add(line, None, f"{len(cells)} values for {width} columns")
+            return None
+        return cells[:width]
+    return cells + [""] * (width - len(cells))
+
+
+def _odd_cells(line: int, values: list[str], names: list[str], problems: _Problems) -> int:
+    """NUL characters (PostgreSQL text cannot hold them) and lone surrogates (nor encode them),
+    found by the parse pass. NUL is reported and dropped and the row checked as usual; a row
+    with a lone surrogate gets the row validation's messages here and is not checked further."""
+    bad = 0
+    for index, value in enumerate(values):
+        if "\x00" in value:
+            problems.add(line, names[index], "contains a NUL character")
+            values[index] = value = value.replace("\x00", "")
+            bad = 1
+        if not _encodable(value):
+            bad = 2
+    if bad == 2:
+        rec = dict(zip(names, values, strict=True))
+        _check_row(line, {c: rec.get(c, "") for c in sql.COLUMNS}, problems)
+        for index, value in enumerate(values):
+            if not _encodable(value):  # stage a stand-in; the row is not imported anyway
+                values[index] = value.encode("utf-8", "replace").decode("utf-8")
+    return bad
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+# --- the checks: set-wise in SQL, then the Python rules on the flagged rows ---------------
+
+
+def _check(cursor) -> None:
+    """Raise ValidationFailed with the problems of the staged file (its first bad lines'), or
+    return with imp_skus, imp_locations, imp_lots and imp_fixups ready for the insert."""
+    parsed: _Problems = cursor.import_problems
+    checked = _Problems()
+    params = {
+        "units": sql.UNITS,
+        "kinds": sql.KINDS,
+        "time_re": sql.safe_time_re(settings.TIME_ZONE == "UTC"),
+    }
+    for statement in sql.SUMMARIES:
+        cursor.execute(statement, params)
+    bad_lines = cursor.import_malformed
+    cursor.execute(f"DECLARE imp_suspects NO SCROLL CURSOR FOR {sql.SUSPECTS}", params)
+    while True:
+        cursor.execute(f"FETCH {FETCH_SUSPECTS} FROM imp_suspects")
+        batch = cursor.fetchall()
+        if not batch:
+            break
+        fixups = []
+        for values in batch:
+            row = SimpleNamespace(**dict(zip(SUSPECT_FIELDS, values, strict=True)))
+            before = checked.added
+            fixup = _check_suspect(row, checked) if row.bad < 2 else None
+            if row.bad or checked.added != before:
+                bad_lines += 1
+            elif fixup is not None:
+                fixups.append(fixup)
+        if fixups and not bad_lines:
+            with cursor.cursor.copy(
+                "COPY imp_fixups (line, occurred_at, expires_on) FROM STDIN"
+            ) as copy:
+                for fixup in fixups:
+                    copy.write_row(fixup)
+    cursor.execute("CLOSE imp_suspects")
+    parsed.raise_if_any(bad_lines, then=checked)
+    _check_balances_fit(cursor)
+
+
+SUSPECT_FIELDS = ("line", "bad", *sql.COLUMNS) + (
+    "item_unit",
+    "def_line",
+    "def_unit",
+    "location_exists",
+    "lot_exists",
+    "lot_first_line",
+    "time_odd",
+    "expiry_odd",
+)
+
+
+def _check_suspect(row, problems: _Problems) -> tuple | None:
+    """The Python rules on one flagged row, in the context SQL found for it (what the old
+    in-memory pass knew when it reached this line). Returns the (line, occurred_at,
+    expires_on) fixup of a good row whose date-time or expiry only Python could read."""
+    rec = {c: getattr(row, c) for c in sql.COLUMNS}
+    line = row.line
+    checked, flagged = _check_row(line, rec, problems)
+    sku, lot = rec["sku"], rec["lot"]
+    items = {sku: SimpleNamespace(unit=row.item_unit)} if row.item_unit is not None else {}
+    new_items = {}
+    if row.def_line is not None and row.def_line < line:
+        new_items[sku] = ("", row.def_unit)
+    locations = {rec["location"]: True} if row.location_exists else {}
+    existing_lots = {(sku, lot)} if row.lot_exists else set()
+    new_lots = {}
+    if row.lot_first_line is not None and row.lot_first_line < line:
+        new_lots[(sku, lot)] = None
+    before = problems.added
+    expires = _check_catalog(
+        line, rec, flagged, (items, locations, existing_lots), new_items, {}, new_lots, problems
+    )
+    if checked is None or problems.added != before:
+        return None
+    if row.time_odd or (row.expiry_odd and expires is not None):
+        return (line, checked.occurred_at if row.time_odd else None, expires)
+    return None
+
+
+def _check_balances_fit(cursor) -> None:
+    """The balance trigger adds each key's sum to its balance: refuse, on the last line of that
+    key, a file whose sums the balance column cannot hold (instead of a numeric overflow)."""
+    limit = balance_qty_limit()
+    if limit is None:
+        return  # no balance table (rolled back) or an unbounded numeric: nothing to sum
+    problems = _Problems()
+    cursor.execute(sql.BALANCES_BEYOND, {"limit": limit})
+    lines = set()
+    for sku, loc, lot, total, last_line in cursor.fetchall():
+        lines.add(last_line)
+        problems.add(
+            last_line,
+            "qty",
+            f"the balance of {sku} at {loc}{f' lot {lot}' if lot else ''} would be {total}, "
+            f"beyond what the balance table holds (less than {limit:,} in size)",
+        )
+    problems.raise_if_any(len(lines))
+
+
+def _create_catalog(cursor, result: ImportResult) -> None:
+    now = timezone.now()
+    cursor.execute(sql.CREATE_ITEMS, {"now": now})
+    result.items_created = cursor.rowcount
+    cursor.execute(sql.CREATE_LOCATIONS)
+    result.locations_created = cursor.rowcount
+    cursor.execute(sql.CREATE_LOTS)
+    result.lots_created = cursor.rowcount
+    for statement in sql.RESOLVE_LEFTOVERS:
+        cursor.execute(statement)
 
 
 def _refuse_if_imported(key: str, batch_key: str | None) -> None:
@@ -231,21 +490,6 @@ def _header(reader, problems: _Problems) -> dict[str, int]:
     return columns
 
 
-def _record(line: int, cells: list[str], columns: dict[str, int], problems) -> dict | None:
-    if len(cells) > len(columns) and any(c.strip() for c in cells[len(columns) :]):
-        problems.add(line, None, f"{len(cells)} values for {len(columns)} columns")
-        return None
-    rec = {}
-    for name, index in columns.items():
-        value = cells[index].strip() if index < len(cells) else ""
-        if "\x00" in value:
-            # PostgreSQL text cannot hold NUL; COPY would fail with a traceback.
-            problems.add(line, name, "contains a NUL character")
-            value = value.replace("\x00", "")
-        rec[name] = value
-    return rec
-
-
 def _check_row(line: int, rec: dict, problems: _Problems) -> tuple[CheckedRow | None, set[str]]:
     """The shared row validation; returns the row (or None) and the columns it flagged."""
     row = LedgerRowInput(
@@ -271,8 +515,9 @@ def _check_row(line: int, rec: dict, problems: _Problems) -> tuple[CheckedRow | 
 def _check_catalog(line, rec, flagged, catalog, new_items, new_locations, new_lots, problems):
     """Items, locations and lots the file names: existing ones must agree, new ones must be
     valid (the same code rule as the API's item_create). Columns the row check already
-    flagged are not reported twice."""
+    flagged are not reported twice. Returns the lot's expiry date, if the row gives one."""
     items, locations, existing_lots = catalog
+    expires = None
     sku, loc_code, unit = rec["sku"], rec["location"], rec.get("unit", "")
     sku = "" if "sku" in flagged else sku
     loc_code = "" if "location" in flagged else loc_code
@@ -316,7 +561,6 @@ def _check_catalog(line, rec, flagged, catalog, new_items, new_locations, new_lo
     lot = "" if "lot" in flagged else rec.get("lot", "")
     if lot and sku:
         expires_raw = rec.get("lot_expires_on", "")
-        expires = None
         if expires_raw:
             expires, problem = expiry_date_problem(expires_raw)
             if problem:
@@ -325,35 +569,7 @@ def _check_catalog(line, rec, flagged, catalog, new_items, new_locations, new_lo
         if is_new and code_problem(lot):
             problems.add(line, "lot", f"new lot '{_shown(lot)}': {code_problem(lot)}")
         new_lots.setdefault((sku, lot), expires)
-
-
-def _check_balances_fit(rows: list[_Row], problems: _Problems) -> None:
-    """The balance trigger adds each key's sum to its balance: refuse, on the last line of that
-    key, a file whose sums the balance column cannot hold (instead of a numeric overflow)."""
-    limit = balance_qty_limit()
-    if limit is None:
-        return  # no balance table (rolled back) or an unbounded numeric
-    totals: dict[tuple, Decimal] = {}
-    last_line: dict[tuple, int] = {}
-    for r in rows:
-        key = (r.row.item, r.row.location, r.row.lot or "")
-        totals[key] = totals.get(key, Decimal(0)) + r.row.qty
-        last_line[key] = r.line
-    existing = Balance.objects.filter(item__sku__in={k[0] for k in totals}).values_list(
-        "item__sku", "location__code", "lot__code", "qty_canonical"
-    )
-    for sku, loc, lot, qty in existing:
-        if (sku, loc, lot or "") in totals:
-            totals[(sku, loc, lot or "")] += qty
-    for key, total in totals.items():
-        if abs(total) >= limit:
-            sku, loc, lot = key
-            problems.add(
-                last_line[key],
-                "qty",
-                f"the balance of {sku} at {loc}{f' lot {lot}' if lot else ''} would be {total}, "
-                f"beyond what the balance table holds (less than {limit:,} in size)",
-            )
+    return expires
 
 
 def _posting_create(key, digest, count, source, batch_key, force) -> Posting:
@@ -371,47 +587,6 @@ def _posting_create(key, digest, count, source, batch_key, force) -> Posting:
         # Another import of the same file committed while we checked (we waited for it).
         _refuse_if_imported(key, batch_key)
         raise
-
-
-def _create_catalog(items, locations, new_items, new_locations, new_lots, result) -> None:
-    created = Item.objects.bulk_create(
-        [Item(sku=s, name=n, unit=u) for s, (n, u) in new_items.items()]
-    )
-    items.update({i.sku: i for i in created})
-    created_locs = Location.objects.bulk_create(
-        [Location(code=c, name=n, site=s) for c, (n, s) in new_locations.items()]
-    )
-    locations.update({loc.code: loc for loc in created_locs})
-    existing_lots = {
-        (lot.item_id, lot.code)
-        for lot in Lot.objects.filter(item__sku__in={s for s, _ in new_lots})
-    }
-    to_create = [
-        Lot(item=items[s], code=c, expires_on=e)
-        for (s, c), e in new_lots.items()
-        if (items[s].id, c) not in existing_lots
-    ]
-    Lot.objects.bulk_create(to_create)
-    result.items_created = len(created)
-    result.locations_created = len(created_locs)
-    result.lots_created = len(to_create)
-
-
-def _copy_rows(rows, items, locations, lot_ids, posting_id: int, source: str) -> None:
-    def resolved():
-        for r in rows:
-            item = items[r.row.item]
-            yield (
-                item.id,
-                locations[r.row.location].id,
-                lot_ids[(item.id, r.row.lot)] if r.row.lot else None,
-                r.row.qty,
-                r.row.kind,
-                r.row.reference,
-                r.row.occurred_at,
-            )
-
-    ledger_rows_copy(resolved(), recorded_by=f"import:{source}", posting_id=posting_id)
 
 
 def _shown(text: str) -> str:

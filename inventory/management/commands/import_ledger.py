@@ -4,7 +4,7 @@ from django.core.management.base import CommandError
 from django_tenants.utils import schema_context
 
 from inventory.services.errors import InventoryError
-from inventory.services.importer import ledger_import_csv
+from inventory.services.importer import NotUtf8, ledger_import_csv
 from tenants.management.base import TenantCommand
 
 
@@ -35,14 +35,13 @@ class Command(TenantCommand):
         if not path.is_file():
             raise CommandError(f"No such file: {file}")
         try:
-            text = path.read_text(encoding="utf-8-sig")
-        except UnicodeDecodeError as err:
-            raise CommandError(f"{file} is not UTF-8 text: {err}") from None
-        try:
             with schema_context(schema):
+                # The file is streamed (bounded memory whatever its size), never read whole.
                 result = ledger_import_csv(
-                    text=text, source=path.name, batch_key=batch_key, force=force
+                    path=path, source=path.name, batch_key=batch_key, force=force
                 )
+        except NotUtf8 as err:
+            raise CommandError(f"{file} is not UTF-8 text: {err}") from None
         except InventoryError as err:
             # One message with every "line N, column C: problem", then the summary: the
             # CommandError is what the operator sees (and exit status 1).
