@@ -80,7 +80,7 @@ def restore_to_time(
     *,
     base: Path,
     archive: Path,
-    target_time: str,
+    target_time: str | None,
     datadir: Path,
     port: int,
     socket_dir: Path | None = None,
@@ -88,7 +88,7 @@ def restore_to_time(
     timeout: float = 300,
 ) -> str:
     """Copy the base backup into a new data directory, replay the archived WAL up to
-    `target_time` (an ISO timestamp with its zone), promote, and start it on `port`. Returns
+    `target_time` (an ISO timestamp with its zone; None: all of it), promote, and start it on `port`. Returns
     a conninfo for the restored server (the caller stops it: `stop(datadir)`)."""
     if datadir.exists():
         raise PitrError(f"{datadir} exists: restore into a new data directory")
@@ -102,10 +102,13 @@ def restore_to_time(
             f"unix_socket_directories = '{socket_dir}'\n"
             "archive_mode = 'off'\n"
             f'restore_command = \'cp "{archive}/%f" "%p"\'\n'
-            f"recovery_target_time = '{target_time}'\n"
-            "recovery_target_action = 'promote'\n"
-            "recovery_target_inclusive = 'true'\n"
         )
+        if target_time is not None:  # None: replay all the archive holds (the latest state)
+            conf.write(
+                f"recovery_target_time = '{target_time}'\n"
+                "recovery_target_action = 'promote'\n"
+                "recovery_target_inclusive = 'true'\n"
+            )
     (datadir / "recovery.signal").touch()
     (datadir / "postmaster.pid").unlink(missing_ok=True)
     if user:
@@ -124,7 +127,12 @@ def restore_to_time(
         try:
             with psycopg.connect(conninfo, connect_timeout=5) as conn:
                 if not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
-                    return conninfo
+                    segment_size = int(
+                        conn.execute(
+                            "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'"
+                        ).fetchone()[0]
+                    )
+                    break
         except psycopg.OperationalError:
             pass
         if time.monotonic() > deadline:
@@ -132,6 +140,36 @@ def restore_to_time(
                 f"restored server still in recovery after {timeout}s (see {datadir}/restore.log)"
             )
         time.sleep(0.3)
+    _check_replayed(datadir, archive, segment_size, latest=target_time is None)
+    return conninfo
+
+
+def _check_replayed(datadir: Path, archive: Path, segment_size: int, *, latest: bool) -> None:
+    """A restore_command that cannot read the archive only ends recovery early (PostgreSQL
+    takes a missing file for the end of the archive): refuse a restore that could not read a
+    file, and a restore to `latest` that stopped before the archive's last segment."""
+    log_text = (datadir / "restore.log").read_text(errors="replace")
+    if "Permission denied" in log_text:
+        raise PitrError(
+            f"the server could not read the archive {archive} (Permission denied; see "
+            f"{datadir}/restore.log): the restore stopped early"
+        )
+    if not latest:
+        return  # PostgreSQL itself refuses to open when the target time was not reached
+    histories = sorted((datadir / "pg_wal").glob("*.history"))
+    segments = sorted(p.name for p in archive.iterdir() if len(p.name) == 24 and p.name.isalnum())
+    if not histories or not segments:
+        return
+    switch = histories[-1].read_text().strip().splitlines()[-1].split()[1]  # "tli lsn reason"
+    hi, lo = switch.split("/")
+    replayed = ((int(hi, 16) << 32) | int(lo, 16)) // segment_size
+    per_id = 0x100000000 // segment_size
+    last = int(segments[-1][8:16], 16) * per_id + int(segments[-1][16:24], 16)
+    if replayed < last:
+        raise PitrError(
+            f"replay stopped at {switch}, before the archive's last segment {segments[-1]} "
+            f"(see {datadir}/restore.log)"
+        )
 
 
 def _base_into(base: Path, datadir: Path) -> None:

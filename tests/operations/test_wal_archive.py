@@ -283,3 +283,46 @@ def test_it_streams_wal_with_pg_receivewal(cluster, tmp_path):
         proc.terminate()
         proc.wait(timeout=10)
     assert (target / wal).stat().st_size == SEGMENT
+
+
+@pytest.mark.django_db
+def test_it_refuses_a_restore_that_could_not_replay_the_whole_archive(pitr_env):
+    """PostgreSQL takes a WAL file it cannot read for the end of the archive and opens anyway:
+    pitr refuses that (a missing segment in the middle; an archive the server may not read)."""
+    root, conninfo, user = pitr_env["root"], pitr_env["conninfo"], pitr_env["user"]
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        base = wal_archive.base_backup_create(conninfo=conninfo)
+        for _ in range(3):
+            wait_archived(conn, _switch(conn))
+    segments = _segments(pitr_env["archive"])
+    holed = root / "holed"
+    shutil.copytree(pitr_env["archive"], holed)
+    (holed / segments[-2]).unlink()
+    if user:
+        for path in (holed, *holed.iterdir()):
+            shutil.chown(path, user)
+    base_path = wal_archive.base_backups()[0]
+    assert base_path.name == base["name"]
+    with pytest.raises(pitr.PitrError, match=f"before the archive's last segment {segments[-1]}"):
+        pitr.restore_to_time(
+            base=base_path, archive=holed, target_time=None, datadir=root / "r1",
+            port=free_port(), socket_dir=root, user=user,
+        )
+    pitr_env["started"].append(root / "r1")
+    if user:  # as root the server runs as its own user: a root-only folder is unreadable to it
+        closed = root / "closed"
+        shutil.copytree(pitr_env["archive"], closed)
+        closed.chmod(0o700)
+        with pytest.raises(pitr.PitrError, match="Permission denied"):
+            pitr.restore_to_time(
+                base=base_path, archive=closed, target_time=None, datadir=root / "r2",
+                port=free_port(), socket_dir=root, user=user,
+            )
+        pitr_env["started"].append(root / "r2")
+    conninfo = pitr.restore_to_time(
+        base=base_path, archive=pitr_env["archive"], target_time=None, datadir=root / "r3",
+        port=free_port(), socket_dir=root, user=user,
+    )
+    pitr_env["started"].append(root / "r3")
+    with psycopg.connect(conninfo) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 3

@@ -22,7 +22,9 @@ class Command(BaseCommand):
         parser.add_argument("--archive", help="the WAL archive (default WAL_ARCHIVE_DIR)")
         parser.add_argument("--from-s3", action="store_true", help="download base and WAL")
         parser.add_argument(
-            "--to", required=True, help="timestamp with zone, e.g. '2026-12-01 20:15:00+00'"
+            "--to",
+            required=True,
+            help="timestamp with zone, e.g. '2026-12-01 20:15:00+00', or 'latest' (all archived WAL)",
         )
         parser.add_argument("--datadir", required=True, help="new data directory")
         parser.add_argument("--port", type=int, required=True)
@@ -35,6 +37,7 @@ class Command(BaseCommand):
                 if config is None:
                     raise CommandError("--from-s3: BACKUP_S3_BUCKET is not set")
                 download = Path(tempfile.mkdtemp(prefix="pitr-", dir=target.parent))
+                download.chmod(0o755)  # the restored server's user reads the WAL from it
                 self.stdout.write(f"downloading into {download}")
                 base_path, archive_path = offsite_fetch(config, download, name=base)
             else:
@@ -48,7 +51,7 @@ class Command(BaseCommand):
             conninfo = restore_to_time(
                 base=base_path,
                 archive=archive_path,
-                target_time=to,
+                target_time=None if to == "latest" else to,
                 datadir=target,
                 port=port,
                 user=server_user(target.parent),
