@@ -7,16 +7,19 @@ for in-flight inserts to commit and holds new ones back until the chunk commits,
 SUM sees every committed row and no trigger delta can land between the SUM and the write.
 Readers are never blocked; writers wait at most one chunk, and a chunk is small: at most
 `chunk_items` items and about `chunk_rows` ledger rows. A tenant's 5·10^6 rows were one chunk of
-≤ 500 items: every INSERT waited 19.4 s; chunks of 10,000 rows hold the lock for milliseconds
-(tests/inventory/test_backfill_online.py).
+≤ 500 items: every INSERT waited 19.4 s. A chunk's rows are scattered over the whole heap (an
+item's history is spread in time), so its lock lasts about as long as reading them: chunks of
+10,000 rows held postings up to 166 ms at 5·10^6 rows (`python -m bench --only scale`), hence
+2,000 (tests/inventory/test_backfill_online.py).
 
 An item with more than `chunk_rows` rows (a heavy item) takes no table lock: each of its balances
-is set on its own (inventory.balances.balance_set_to_ledger: the balance row locked, then its
-key's ledger summed), so only postings to that one key wait, for that key's sum. Whole, its 10^6
-rows held every posting of the tenant for about a second. The item goes back to one locked chunk
-when its balance keys are not exactly its ledger keys (a key without a balance row, a balance row
-no ledger row backs): only the range statement creates rows with their last ledger id and removes
-orphans. Safe to re-run: it writes only rows whose value differs, and removes balance rows that no
+is set on its own, like inventory.balances.balance_set_to_ledger (the balance row locked, then
+the key's ledger summed) except that the rows of transactions finished before the key's turn are
+summed first without any lock, so a posting to that key waits only for the sum of the rows posted
+meanwhile, and postings to other keys never wait. As one chunk, a 10^6-row item held every
+posting of the tenant for 1.58 s. The item goes back to one locked chunk when its balance keys are
+not exactly its ledger keys (a key without a balance row, a balance row no ledger row backs):
+only the range statement creates rows with their last ledger id and removes orphans. Safe to re-run: it writes only rows whose value differs, and removes balance rows that no
 ledger row backs. When it is done it sends inventory.signals.balances_rebuilt (reconciliation
 closes discrepancies that are gone).
 """
@@ -26,14 +29,16 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db import connection, transaction
 
 from inventory.balances import (
     RangeRecompute,
-    balance_set_to_ledger,
+    balance_add_delta,
     balance_writers_lock,
     balances_set_to_ledger,
+    qty_difference,
 )
 from inventory.services.validation import balance_objects_require
 from inventory.signals import balances_rebuilt
@@ -55,7 +60,7 @@ class BackfillResult:
         return self.__dict__ | {"seconds": round(self.seconds, 3)}
 
 
-CHUNK_ROWS = 10_000
+CHUNK_ROWS = 2_000
 
 
 def balances_backfill(
@@ -125,6 +130,39 @@ def _heavy_item_keys(item_id: int) -> list[tuple[int, int | None, int]] | None:
     return keys if balances == {(loc, lot) for loc, lot, _ in keys} else None
 
 
+# A key's ledger split at a watermark W taken first: every transaction with an xid below W had
+# finished by then, so the rows below W are final and summed without any lock; only the rows
+# from W on (a few ms of postings) are summed with the balance row locked.
+_WATERMARK = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text"
+_KEY_SUM = """
+    SELECT COALESCE(sum(qty_canonical), 0), count(*) FROM inventory_ledger
+     WHERE item_id = %s AND location_id = %s AND lot_id IS NOT DISTINCT FROM %s
+       AND txid {op} %s::xid8"""
+
+
+def _key_set(item_id: int, location_id: int, lot_id: int | None) -> tuple[bool, int]:
+    """Set one balance to its ledger sum; postings to this key wait only for the sum of the rows
+    since the watermark. Returns (written, rows summed)."""
+    key = {"item_id": item_id, "location_id": location_id, "lot_id": lot_id}
+    with connection.cursor() as cursor:
+        cursor.execute(_WATERMARK)
+        watermark = cursor.fetchone()[0]
+        cursor.execute(_KEY_SUM.format(op="<"), [item_id, location_id, lot_id, watermark])
+        settled, rows = cursor.fetchone()
+    with transaction.atomic():
+        # The balance row locked first (created at 0 if missing): a posting whose trigger has
+        # run commits before the sum below reads it; one whose trigger has not adds its delta
+        # after ours (inventory.balances.balance_set_to_ledger, with the history pre-summed).
+        before = balance_add_delta(**key, delta=Decimal(0))
+        with connection.cursor() as cursor:
+            cursor.execute(_KEY_SUM.format(op=">="), [item_id, location_id, lot_id, watermark])
+            recent, recent_rows = cursor.fetchone()
+        ledger_sum = settled + recent
+        if ledger_sum != before:
+            balance_add_delta(**key, delta=qty_difference(ledger_sum, before))
+    return ledger_sum != before, rows + recent_rows
+
+
 def _heavy_item(item_id: int) -> RangeRecompute | None:
     """Set a heavy item's balances key by key, each in its own transaction (the balance row's
     lock: postings to other keys never wait); None when it must be one locked chunk."""
@@ -132,13 +170,10 @@ def _heavy_item(item_id: int) -> RangeRecompute | None:
     if keys is None:
         return None
     done = RangeRecompute(ledger_rows=0, written=0, removed=0)
-    for location_id, lot_id, rows in keys:
-        with transaction.atomic():
-            before, ledger_sum = balance_set_to_ledger(
-                item_id=item_id, location_id=location_id, lot_id=lot_id
-            )
-        done.ledger_rows += rows  # as counted before (rows posted since are summed, not counted)
-        done.written += before != ledger_sum
+    for location_id, lot_id, _ in keys:
+        written, rows = _key_set(item_id, location_id, lot_id)
+        done.ledger_rows += rows
+        done.written += written
     return done
 
 
