@@ -20,14 +20,17 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+import psycopg
 from django.conf import settings
 from django.db import connection
 from django.db.models import F, Func, Q, TextField
+from psycopg import sql as pgsql
 
 from inventory.forms import SORTS, BalanceQuery
 from inventory.selectors import balances_queryset, with_qty_as_of
@@ -116,25 +119,35 @@ def balance_export_count(query: BalanceQuery) -> int:
     return balance_rows(query).count()
 
 
-def _rows(query: BalanceQuery) -> Iterator[bytes]:
-    """Each CSV row as PostgreSQL sends it, `\\r\\n`-terminated, in the current schema. One
-    snapshot: COPY is one statement."""
+def _rows(query: BalanceQuery, conn=None) -> Iterator[bytes]:
+    """Each CSV row as PostgreSQL sends it, `\r\n`-terminated, in the current schema (on
+    `conn`, a psycopg connection, when given). One snapshot: COPY is one statement."""
     sql, params = _copy_sql(query)
-    with connection.cursor() as cursor, cursor.copy(sql, params) as copy:
-        for data in copy:
-            row = bytes(data)
-            if not row.endswith(b"\n"):  # never seen: one row per message is PostgreSQL's way
-                raise RuntimeError("COPY sent a partial row; the export stops rather than guess")
-            yield row[:-1] + b"\r\n"
+    if conn is not None:
+        with conn.cursor() as cursor, cursor.copy(sql, params) as copy:
+            yield from _crlf(copy)
+        return
+    # psycopg's own cursor: Django's DEBUG wrapper takes no parameters for copy().
+    with connection.cursor() as cursor, cursor.cursor.copy(sql, params) as copy:
+        yield from _crlf(copy)
+
+
+def _crlf(copy) -> Iterator[bytes]:
+    for data in copy:
+        row = bytes(data)
+        if not row.endswith(b"\n"):  # never seen: one row per message is PostgreSQL's way
+            raise RuntimeError("COPY sent a partial row; the export stops rather than guess")
+        yield row[:-1] + b"\r\n"
 
 
 def balance_export_blocks(
-    query: BalanceQuery, *, on_rows: Callable[[int], None] | None = None
+    query: BalanceQuery, *, on_rows: Callable[[int], None] | None = None, conn=None
 ) -> Iterator[bytes]:
     """The whole CSV (header first) in blocks of about BLOCK_BYTES, for a stream or a file.
-    `on_rows(n)` is told the rows written so far after each block. Runs in the current schema."""
+    `on_rows(n)` is told the rows written so far after each block. Runs in the current schema,
+    on Django's connection or `conn`."""
     block, size, rows = [HEADER_LINE], len(HEADER_LINE), 0
-    for row in _rows(query):
+    for row in _rows(query, conn):
         block.append(row)
         size += len(row)
         rows += 1
@@ -147,6 +160,25 @@ def balance_export_blocks(
         yield b"".join(block)
     if on_rows is not None:
         on_rows(rows)
+
+
+@contextmanager
+def _own_connection() -> Iterator[psycopg.Connection | None]:
+    """A session of its own in the current schema, for a COPY that runs while its caller keeps
+    using Django's connection: a connection in the middle of a COPY can send nothing else (the
+    job's progress reports waited for the COPY, which waited for them to read it). None inside
+    a transaction (a test's): only its own connection sees what it wrote."""
+    if connection.in_atomic_block:
+        yield None
+        return
+    params = connection.get_connection_params()
+    for django_only in ("cursor_factory", "context"):
+        params.pop(django_only, None)
+    schema = getattr(connection, "schema_name", None) or "public"
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute(pgsql.SQL("SET search_path TO {}, public").format(pgsql.Identifier(schema)))
+        conn.execute("SET TIME ZONE 'UTC'")  # as Django's sessions (USE_TZ)
+        yield conn
 
 
 # --- the background export's file (inventory/jobs.py runs it) ------------------------------------
@@ -189,20 +221,24 @@ def balance_export_file(
     part = folder / f".{name}{PART_SUFFIX}"
     total = balance_export_count(query)
     report = progress or (lambda done, total, message: None)
-    report(0, total, f"0 of {total} rows")
     digest, size, written = hashlib.sha256(), 0, [0]
-    last = [0]
+    last = [None]
+
+    live = [False]  # reports may go out while the COPY runs (it has a session of its own)
 
     def on_rows(rows: int) -> None:
+        # After the first block (the page learns the total), then every PROGRESS_ROWS rows.
         written[0] = rows
-        if rows - last[0] >= PROGRESS_ROWS:
+        if live[0] and (last[0] is None or rows - last[0] >= PROGRESS_ROWS):
             last[0] = rows
             report(rows, max(total, rows), f"{rows} of {max(total, rows)} rows")
 
     started = time.monotonic()
     try:
-        with open(part, "wb") as out:
-            for block in balance_export_blocks(query, on_rows=on_rows):
+        with _own_connection() as conn, open(part, "wb") as out:
+            # On Django's connection, no report until the COPY is over (see _own_connection).
+            live[0] = conn is not None
+            for block in balance_export_blocks(query, on_rows=on_rows, conn=conn):
                 out.write(block)
                 digest.update(block)
                 size += len(block)

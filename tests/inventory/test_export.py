@@ -131,6 +131,17 @@ def test_it_writes_the_bytes_of_the_python_export_as_of_an_instant(nasty):
     assert 1 < expected.count(b"\r\n") < export_bytes(BalanceQuery()).count(b"\r\n")
 
 
+def test_it_exports_under_the_debug_cursor_too(nasty):
+    """DEBUG=true (make run) wraps cursors; its copy() takes no parameters."""
+    from django.test.utils import CaptureQueriesContext
+
+    query = BalanceQuery(q="n0", as_of=timezone.now())
+    with schema_context("acme"):
+        expected = python_export(query)
+    with CaptureQueriesContext(connection):
+        assert export_bytes(query) == expected
+
+
 def test_it_neutralises_formulas_in_sql(nasty):
     body = export_bytes(BalanceQuery(sort="item")).decode()
     assert '"\'\r=1+1"' not in body  # not a cell of ours: the CR first name is quoted whole
@@ -370,7 +381,7 @@ def test_a_result_naming_a_path_outside_the_folder_serves_nothing(as_acme_owner,
 def test_a_failed_write_leaves_no_file(acme, four, monkeypatch):
     import inventory.services.balance_export as export
 
-    def broken(query, *, on_rows=None):
+    def broken(query, *, on_rows=None, conn=None):
         yield HEADER_LINE
         raise OSError("disk full")
 
