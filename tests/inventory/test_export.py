@@ -131,6 +131,42 @@ def test_it_writes_the_bytes_of_the_python_export_as_of_an_instant(nasty):
     assert 1 < expected.count(b"\r\n") < export_bytes(BalanceQuery()).count(b"\r\n")
 
 
+def test_it_writes_the_bytes_of_the_python_export_for_random_text(acme):
+    """300 names and codes drawn from the characters CSV quoting and formula rules care about."""
+    import random
+
+    from inventory.models import Item, Location
+
+    rng = random.Random(18)
+    alphabet = list(",\"'\r\n\t =+-@\\.;|") + ["é", "✓", "🧪", "a", "Z", "0"]
+    with schema_context("acme"):
+        items = Item.objects.bulk_create(
+            [
+                Item(
+                    sku=f"R{n:03d}",
+                    unit="ea",
+                    name="".join(rng.choices(alphabet, k=rng.randint(0, 8))),
+                )
+                for n in range(300)
+            ]
+        )
+        codes = {"".join(rng.choices(alphabet, k=rng.randint(1, 6))).strip() for _ in range(40)}
+        codes = sorted(c for c in codes if c)
+        Location.objects.bulk_create([Location(code=c, name="x") for c in codes])
+    post(
+        "acme",
+        [
+            {"item": i.sku, "location": rng.choice(codes), "qty": str(rng.randint(-9, 9) or 1)}
+            | {"kind": "adjustment"}
+            for i in items
+        ],
+    )
+    for query in (BalanceQuery(), BalanceQuery(sort="location"), BalanceQuery(q="=")):
+        with schema_context("acme"):
+            expected = python_export(query)
+        assert export_bytes(query) == expected
+
+
 def test_it_exports_under_the_debug_cursor_too(nasty):
     """DEBUG=true (make run) wraps cursors; its copy() takes no parameters."""
     from django.test.utils import CaptureQueriesContext

@@ -199,6 +199,26 @@ def test_a_gunicorn_worker_killed_mid_stream_is_an_error_for_the_client(web, coo
         conn.close()
 
 
+def test_a_client_that_goes_away_mid_stream_leaves_the_worker_sound(web, cookie):
+    """The stream's COPY is cancelled when the client leaves; the worker's pooled connection
+    serves the next export whole."""
+    [worker] = _children(web.proc.pid)
+    for _attempt in range(2):
+        conn, response = _csv_request(web, cookie)
+        assert response.read(65536).startswith(b"sku,item,")
+        response.close()  # the socket goes with it (gunicorn closes after each response)
+        conn.close()
+        time.sleep(0.5)
+    conn, response = _csv_request(web, cookie)
+    try:
+        assert response.status == 200 and response.read().count(b"\r\n") == ROWS + 1
+    finally:
+        conn.close()
+    assert _children(web.proc.pid) == [worker]  # the same worker, not a replacement
+    status, _, body = request(web.port, "GET", "/health")
+    assert status in (200, 503) and b"Traceback" not in body
+
+
 def test_gunicorn_serves_a_finished_export_whole_with_its_length(web, cookie, db_open, settings):
     from operations.registry import job_run_registered
 
