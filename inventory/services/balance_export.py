@@ -3,7 +3,7 @@ stream, the background job's file and any other caller.
 
 PostgreSQL writes the CSV (`COPY (SELECT …) TO STDOUT WITH (FORMAT csv)`): the text cells made
 inert, the quantities and timestamps formatted, quoting and escaping, all in SQL. Python only
-turns each row's `\\n` into the `\\r\\n` csv.writer wrote (PostgreSQL sends one CopyData message
+turns each row's LF into the CRLF csv.writer wrote (PostgreSQL sends one CopyData message
 per row, so the row ends are known without parsing) and joins rows into blocks. One model
 instance per row ran at ~10,000 rows/s and a 198,659-row file hit gunicorn's timeout; this runs
 at several hundred thousand (docs/PERFORMANCE.md, "CSV export").
@@ -120,7 +120,7 @@ def balance_export_count(query: BalanceQuery) -> int:
 
 
 def _rows(query: BalanceQuery, conn=None) -> Iterator[bytes]:
-    """Each CSV row as PostgreSQL sends it, `\r\n`-terminated, in the current schema (on
+    """Each CSV row as PostgreSQL sends it, CRLF-terminated, in the current schema (on
     `conn`, a psycopg connection, when given). One snapshot: COPY is one statement."""
     sql, params = _copy_sql(query)
     if conn is not None:
