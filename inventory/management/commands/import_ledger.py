@@ -55,3 +55,5 @@ class Command(TenantCommand):
             f"as posting {result.posting_id} (sha256 {result.sha256[:12]}…). "
             "Balances were updated by the trigger; run backfill_balances if the balance table was added after."
         )
+        if options.get("verbosity", 1) >= 2:
+            self.stdout.write(" ".join(f"{k} {v:.2f}s" for k, v in result.steps.items()))
