@@ -437,7 +437,7 @@ class _Poster(threading.Thread):
         return [s for t, s in self.waits if since <= t <= until]
 
 
-def backfill(url: str) -> dict:
+def backfill(url: str, control_s: float = 10.0) -> dict:
     """(2) backfill_balances at 5·10^6 rows while two sessions post every 5 ms (one to a regular
     key, one to the big item): their longest INSERT, the run's duration; against the bare
     SUM GROUP BY over the ledger (what one all-at-once rebuild costs, no lock)."""
@@ -455,11 +455,33 @@ def backfill(url: str) -> dict:
     posters = [_Poster(url, BIG_ITEM + 1, 1), _Poster(url, BIG_ITEM, 2)]
     for poster in posters:
         poster.start()
-    time.sleep(0.5)
-    with schema_context(BIG_SCHEMA):
-        started = time.perf_counter()
-        result = balances_backfill()
-        ended = time.perf_counter()
+    # The control: the same postings with no backfill (a commit waits for the disk too, and
+    # other work on the machine stalls it now and then).
+    control_from = time.perf_counter() + 0.5
+    time.sleep(0.5 + control_s)
+    control = sorted(w for p in posters for w in p.during(control_from, time.perf_counter()))
+    # How long each locked chunk takes (the lock is held from its LOCK TABLE to its commit).
+    from inventory.services import backfill as backfill_module
+
+    locked: list[tuple[float, float, int]] = []  # (seconds, started, hi - lo)
+    original = backfill_module.balances_set_to_ledger
+
+    def timed(*, item_lo, item_hi):
+        t0 = time.perf_counter()
+        try:
+            return original(item_lo=item_lo, item_hi=item_hi)
+        finally:
+            locked.append((time.perf_counter() - t0, t0, item_hi - item_lo))
+
+    backfill_module.balances_set_to_ledger = timed
+    try:
+        with schema_context(BIG_SCHEMA):
+            started = time.perf_counter()
+            result = balances_backfill()
+            ended = time.perf_counter()
+    finally:
+        backfill_module.balances_set_to_ledger = original
+    chunk_times = sorted(t for t, _, _ in locked)
     time.sleep(0.2)
     for poster in posters:
         poster.stop.set()
@@ -484,6 +506,14 @@ def backfill(url: str) -> dict:
         "insert_p99_ms": _ms(both[int(0.99 * (len(both) - 1))]) if both else None,
         "inserts_over_100_ms": sum(w > 0.1 for w in both),
         "heavy_items_by_key": getattr(result, "heavy_items_by_key", None),
+        "locked_chunks": len(chunk_times),
+        "locked_chunk_longest_ms": _ms(chunk_times[-1]) if chunk_times else None,
+        "locked_chunk_p99_ms": _ms(chunk_times[int(0.99 * (len(chunk_times) - 1))])
+        if chunk_times
+        else None,
+        "control_s": control_s,
+        "control_longest_ms": _ms(control[-1]) if control else None,
+        "control_p99_ms": _ms(control[int(0.99 * (len(control) - 1))]) if control else None,
         "bare_sum_group_by_s": round(bare, 2),
         "mismatches_after": mismatches,
     }
@@ -805,7 +835,7 @@ def main(args, log) -> int:
     reps = 3 if quick else 7
     report: dict = {"params": asdict(p), "quick": quick}
     _part("history", lambda: history(url, reps), log, report)
-    _part("backfill", lambda: backfill(url), log, report)
+    _part("backfill", lambda: backfill(url, 2.0 if quick else 10.0), log, report)
     _part("export", lambda: export(url, 3), log, report)
     _part("import", lambda: import_(url, p), log, report)
     _part("health", lambda: health(url, 20 if quick else 50), log, report)
@@ -879,6 +909,10 @@ def _rows(r: dict) -> list[tuple]:
              "< 100 ms", ok(b["longest_insert_big_item_ms"] < 100), "", ""),
             ("(2) backfill: INSERTs during it (p99 / over 100 ms)", b["inserts_during"], "",
              "", "", f"{b['insert_p99_ms']} ms / {b['inserts_over_100_ms']}", ""),
+            ("(2) backfill: longest locked chunk", b["locked_chunk_longest_ms"], "ms", "", "",
+             "p99", f"{b['locked_chunk_p99_ms']} ms"),
+            (f"(2) same INSERTs, no backfill ({b['control_s']:.0f} s before): longest",
+             b["control_longest_ms"], "ms", "", "", "p99", f"{b['control_p99_ms']} ms"),
             (f"(2) backfill_balances ({b['chunks']} chunks)", b["seconds"], "s", "was 22 s",
              ok(b["mismatches_after"] == 0) + f" ({b['mismatches_after']} off)",
              "bare SUM GROUP BY", f"{b['bare_sum_group_by_s']} s"),
