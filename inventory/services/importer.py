@@ -220,7 +220,8 @@ def ledger_import_csv(
             # long left the buffer cache (19 s for 10^6 rows here). Checked at the end of the
             # statement instead, while the rows are fresh: the same checks, 7 s cheaper.
             deferred = _ledger_foreign_keys(cursor)
-            cursor.execute(f"SET CONSTRAINTS {deferred} IMMEDIATE")
+            if deferred:
+                cursor.execute(f"SET CONSTRAINTS {deferred} IMMEDIATE")
             try:
                 with transaction.atomic():
                     cursor.execute(
@@ -239,7 +240,8 @@ def ledger_import_csv(
                 if refusal is None:
                     raise
                 raise refusal from None
-            cursor.execute(f"SET CONSTRAINTS {deferred} DEFERRED")  # as the caller had them
+            if deferred:
+                cursor.execute(f"SET CONSTRAINTS {deferred} DEFERRED")  # as the caller had
             # ON COMMIT DROP does not fire when the caller's transaction goes on (a test, or
             # a second import in one transaction).
             cursor.execute(f"DROP TABLE {', '.join(sql.TEMP_TABLES)}")
