@@ -198,6 +198,16 @@ def main(argv: list[str]) -> int:
         state = "restarted"
     where = f" into {WAL_ARCHIVE_DIR}" if wal_archive_enabled() else ""
     print(f"WAL archiving {'on' if wal_archive_enabled() else 'off'}{where} ({state})")
+    # Only base backups clean the archive (the worker's daily schedule); a whole test run adds
+    # about 1.8 GB (docs/OPERATIONS.md), so say when it has grown.
+    size = (
+        sum(p.stat().st_size for p in WAL_ARCHIVE_DIR.glob("0*")) if WAL_ARCHIVE_DIR.is_dir() else 0
+    )
+    if size > 4 << 30:
+        print(
+            f"WAL archive: {size / (1 << 30):.1f} GB in {WAL_ARCHIVE_DIR}; a base backup "
+            "(manage.py pitr_base_backup, or the worker's schedule) removes what it makes old"
+        )
     return 0
 
 
