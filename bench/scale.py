@@ -463,7 +463,7 @@ def backfill(url: str, control_s: float = 10.0) -> dict:
     # How long each locked chunk takes (the lock is held from its LOCK TABLE to its commit).
     from inventory.services import backfill as backfill_module
 
-    locked: list[tuple[float, float, int]] = []  # (seconds, started, hi - lo)
+    locked: list[tuple[float, int, int]] = []  # (seconds, first item, items)
     original = backfill_module.balances_set_to_ledger
 
     def timed(*, item_lo, item_hi):
@@ -471,7 +471,7 @@ def backfill(url: str, control_s: float = 10.0) -> dict:
         try:
             return original(item_lo=item_lo, item_hi=item_hi)
         finally:
-            locked.append((time.perf_counter() - t0, t0, item_hi - item_lo))
+            locked.append((time.perf_counter() - t0, item_lo, item_hi - item_lo))
 
     backfill_module.balances_set_to_ledger = timed
     try:
@@ -511,6 +511,9 @@ def backfill(url: str, control_s: float = 10.0) -> dict:
         "locked_chunk_p99_ms": _ms(chunk_times[int(0.99 * (len(chunk_times) - 1))])
         if chunk_times
         else None,
+        "slowest_chunks": [  # (ms, first item, items)
+            (_ms(t), lo, n) for t, lo, n in sorted(locked, reverse=True)[:3]
+        ],
         "control_s": control_s,
         "control_longest_ms": _ms(control[-1]) if control else None,
         "control_p99_ms": _ms(control[int(0.99 * (len(control) - 1))]) if control else None,
