@@ -1,6 +1,7 @@
-"""The one COPY writer of the ledger: the CSV import and the demo data load their rows through
-`ledger_rows_copy`. COPY is one INSERT statement as far as the triggers go, so the balance
-trigger runs once for the whole load (one upsert per key, not per row).
+"""The COPY writer of the ledger: the demo data loads its rows through `ledger_rows_copy`. COPY
+is one INSERT statement as far as the triggers go, so the balance trigger runs once for the
+whole load (one upsert per key, not per row). (The CSV import COPYs raw cells into a staging
+table instead and writes the ledger with one INSERT ... SELECT: inventory/services/importer.py.)
 
 It writes what it is given: the rows are checked before, by the one row validation
 (inventory/services/ledger_rows.py), and their item, location and lot ids resolved.
