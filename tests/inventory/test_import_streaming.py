@@ -239,3 +239,61 @@ def test_each_items_rows_keep_the_files_order(acme, tmp_path):
             )
             assert refs == sorted(refs), refs
         assert Item.objects.count() == 2 and Location.objects.count() == 1
+
+
+def _tricky_values():
+    qty = ["1", "-1", "0", "-0", "0.000", "000000000001", "999999999999", "1000000000000",
+           "0999999999999", "1.123456", "1.1234567", "1.1234560", "1.12345600000", "-0.000001",
+           "+1", "1e3", ".5", "5.", "--1", "1_000", "\u0661", "1.5.5", "-", "12345678901.5"]
+    days = [f"{y}-{m:02d}-{d:02d}" for y in (1900, 2000, 2023, 2024, 2100, 2199)
+            for m, d in ((2, 28), (2, 29), (2, 30), (4, 30), (4, 31), (12, 31), (13, 1), (0, 1))]
+    days += ["1899-12-31", "2200-01-01", "0001-01-01", "9999-12-31", "2024-1-5", "20240105"]
+    stamps = [f"{day}T10:00:00Z" for day in days]
+    stamps += [f"2024-03-01{sep}{t}{z}" for sep in "T " for t in ("23:59:59", "24:00:00",
+               "23:60:00", "23:59:60", "00:00") for z in ("", "Z", "z", "+15:59", "-15:59",
+               "+16:00", "+05:30", "-0530", "+05", ".5Z")]
+    return qty, stamps, days
+
+
+def test_the_sql_sieve_flags_every_value_the_python_rules_refuse(acme, tmp_path):
+    """Differential: each value on its own line of an otherwise good file; the lines the import
+    refuses are exactly those the API's Python rules refuse, and the others, imported alone,
+    are stored as Python reads them."""
+    from inventory.services.catalog import expiry_date_problem
+    from inventory.services.ledger_rows import quantity_problem
+
+    qty, stamps, days = _tricky_values()
+    rows = [(q, "", "") for q in qty] + [("1", s, "") for s in stamps]
+    rows += [("1", "", d) for d in days]
+    bad = set()
+    for line, (q, stamp, expiry) in enumerate(rows, start=2):
+        if quantity_problem(q)[1] or (stamp and timestamp_problem(stamp)[1]):
+            bad.add(line)
+        if expiry and expiry_date_problem(expiry)[1]:
+            bad.add(line)
+    assert 40 < len(bad) < len(rows) - 40  # both kinds well represented
+
+    def row(n, q, stamp, expiry):
+        lot = f"L-{n}" if expiry else ""
+        return f"FL-1,Flour,g,WH-A,{lot},{expiry},{q},receipt,R-{n},{stamp}\n"
+
+    text = HEADER + "".join(row(n, *r) for n, r in enumerate(rows))
+    with pytest.raises(CommandError) as err:
+        call_command("import_ledger", "--schema", "acme", write(tmp_path, text))
+    shown = str(err.value).splitlines()
+    assert shown[-1] == f"{len(bad)} line(s) are invalid; nothing was imported."
+    assert {int(s.split(",")[0].split()[1]) for s in shown[:-1]} == set(sorted(bad)[:50])
+
+    good = [(n, r) for n, r in enumerate(rows) if n + 2 not in bad]
+    text = HEADER + "".join(row(n, *r) for n, r in good)
+    call_command("import_ledger", "--schema", "acme", write(tmp_path, text, "good.csv"))
+    with schema_context("acme"):
+        stored = {e.reference: e for e in LedgerEntry.objects.select_related("lot")}
+        assert len(stored) == len(good)
+        for n, (q, stamp, expiry) in good:
+            entry = stored[f"R-{n}"]
+            assert entry.qty_canonical == quantity_problem(q)[0], q
+            if stamp:
+                assert entry.occurred_at == timestamp_problem(stamp)[0], stamp
+            if expiry:
+                assert entry.lot.expires_on == expiry_date_problem(expiry)[0], expiry
