@@ -1,9 +1,10 @@
-"""`make serve`: gunicorn (config/gunicorn.conf.py) and the django-q2 worker side by side.
+"""`make serve`: gunicorn (config/gunicorn.conf.py), the django-q2 worker and the WAL shipper
+(`ship_wal --follow`, operations/wal_archive.py) side by side.
 
 gunicorn starts first and is given time to check the settings and the database (it refuses with
-one line and exit 1); the worker starts once the web server listens. A worker that dies is
-started again after a pause (the web server keeps serving); the web server stopping, Ctrl-C or
-TERM stops both, the web server gracefully (requests in progress finish). systemd or a
+one line and exit 1); the worker and the shipper start once the web server listens. Either that
+dies is started again after a pause (the web server keeps serving); the web server stopping,
+Ctrl-C or TERM stops all, the web server gracefully (requests in progress finish). systemd or a
 Procfile runner supervise the two separately instead (deploy/*.service, Procfile).
 """
 
@@ -21,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 WEB = [PY, "-m", "gunicorn", "-c", "config/gunicorn.conf.py"]
 WORKER = [PY, "manage.py", "qcluster"]
+SHIPPER = [PY, "manage.py", "ship_wal", "--follow"]
 GRACE = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30")) + 5
 
 
@@ -71,26 +73,32 @@ def main() -> int:
         time.sleep(0.2)
     if web.poll() is not None:
         return web.returncode or 1
-    worker = None if stopping else _start(WORKER)
-    started, pause, code = time.monotonic(), 1.0, 0
+    cmds = {"worker": WORKER, "WAL shipper": SHIPPER}
+    procs = {} if stopping else {name: _start(cmd) for name, cmd in cmds.items()}
+    started = dict.fromkeys(procs, time.monotonic())
+    pause, code = dict.fromkeys(procs, 1.0), 0
     while not stopping:
         if web.poll() is not None:
             _say(f"the web server exited with {web.returncode}; stopping the worker.")
             code, stopping = web.returncode or 1, True
             break
-        if worker.poll() is not None:
-            if time.monotonic() - started > 60:
-                pause = 1.0  # it had been running fine: not a crash loop
-            _say(f"the worker exited with {worker.returncode}; starting it again in {pause:.0f}s.")
-            time.sleep(pause)
-            pause = min(pause * 2, 30.0)
+        for name, proc in procs.items():
+            if proc.poll() is None:
+                continue
+            if time.monotonic() - started[name] > 60:
+                pause[name] = 1.0  # it had been running fine: not a crash loop
+            _say(f"the {name} exited with {proc.returncode}; starting it again in {pause[name]:.0f}s.")
+            time.sleep(pause[name])
+            pause[name] = min(pause[name] * 2, 30.0)
             if not stopping:
-                worker, started = _start(WORKER), time.monotonic()
+                procs[name], started[name] = _start(cmds[name]), time.monotonic()
         time.sleep(0.3)
     _say("stopping the web server and the worker...")
-    if worker is not None:
+    if "worker" in procs:
         # qcluster winds down promptly on INT (on TERM it waits out its guard cycle).
-        _stop(worker, signal.SIGINT, 15)
+        _stop(procs["worker"], signal.SIGINT, 15)
+    if "WAL shipper" in procs:
+        _stop(procs["WAL shipper"], signal.SIGTERM, 15)  # ends between two segments
     _stop(web, signal.SIGTERM, GRACE)
     _say("stopped.")
     return code

@@ -284,7 +284,12 @@ def _judge(good: list[BackupRecord], max_age_hours: float, min_ratio: float) -> 
     if wal is not None:
         if not wal.ok:
             return False, wal.message
-        drill += f"; {wal.message}"
+        from operations.wal_archive import base_backup_freshness
+
+        base_ok, base = base_backup_freshness()
+        if not base_ok:
+            return False, base
+        drill += f"; {wal.message}; {base}"
     from operations.wal_archive import wal_offsite_status
 
     wal_offsite = wal_offsite_status()
@@ -388,7 +393,10 @@ def newest_backup_status() -> dict | None:
     wal = wal_archiving_status()
     if wal is not None and not wal.ok:
         problems.append(wal.message)
-    from operations.wal_archive import wal_offsite_status
+    from operations.wal_archive import base_backup_freshness, wal_offsite_status
+
+    if wal is not None and not (base := base_backup_freshness())[0]:
+        problems.append(base[1])
 
     wal_offsite = wal_offsite_status()
     if wal_offsite is not None and not wal_offsite[0]:

@@ -33,6 +33,7 @@ class JobRun(models.Model):
         RESTORE_DRILL = "restore_drill"
         RESTORE_ORG = "restore_org"
         EXPORT = "export"  # a balance CSV written for download (inventory/jobs.py)
+        PITR_BASE_BACKUP = "pitr_base_backup"  # operations/wal_archive.py
 
     class Status(models.TextChoices):
         QUEUED = "queued"

@@ -1,5 +1,7 @@
-"""Continuous archiving, run: base backups on a schedule, archived WAL copied off-site every
-minute, and a local archive that stays bounded (issue 13.4; the restore is operations/pitr.py).
+"""Continuous archiving, run: base backups on a schedule, archived WAL copied off-site as soon
+as it is archived (the `ship_wal --follow` process, every WAL_SHIP_POLL_SECONDS; the every-minute
+schedule is the safety net), and a local archive that stays bounded (issue 13.4; the restore is
+operations/pitr.py).
 
 No table: the truth is on disk and in the bucket.
 
@@ -11,8 +13,10 @@ No table: the truth is on disk and in the bucket.
 
 Settings (environment): WAL_ARCHIVE_DIR (default var/wal-archive, as config/embedded_db.py),
 PITR_BASE_DIR (var/base-backups), PITR_BASE_RETENTION (base backups kept, locally and in the
-bucket, default 2), WAL_OFFSITE_MAX_LAG_SECONDS (the monitor fails when an archived file waits
-longer for its off-site copy, default 300).
+bucket, default 2), PITR_BASE_MAX_AGE_HOURS (the monitor fails when the newest base backup is
+older, default 26), WAL_OFFSITE_MAX_LAG_SECONDS (the monitor fails when an archived file waits
+longer for its off-site copy, default 300), WAL_SHIP_POLL_SECONDS (how often the shipper looks
+at the archive, default 5).
 
 Retention: after a base backup, the base backups past PITR_BASE_RETENTION go, then every archived
 segment older than the oldest kept base backup's first segment (what pg_archivecleanup does; here
@@ -29,7 +33,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -53,7 +59,7 @@ from operations.schedules import ScheduleSpec, schedule_register
 
 log = logging.getLogger(__name__)
 
-BASE_BACKUP_KIND = "pitr_base_backup"  # a JobRun kind (no choice of its own: no migration)
+BASE_BACKUP_KIND = "pitr_base_backup"  # JobRun.Kind.PITR_BASE_BACKUP
 # A finished segment, a backup history file, a timeline history file; not a .tmp or .partial.
 ARCHIVED = re.compile(r"^(?:[0-9A-F]{24}(?:\.[0-9A-F]{8}\.backup)?|[0-9A-F]{8}\.history)$")
 MARKERS = ".offsite"
@@ -106,6 +112,35 @@ def base_backups() -> list[Path]:
         if p.is_dir() and re.fullmatch(r"base-\d{8}T\d{6}Z-[0-9A-F]{24}", p.name)
     ]
     return sorted(found, key=lambda p: p.name, reverse=True)
+
+
+def base_backup_freshness(*, max_age_hours: float | None = None) -> tuple[bool, str]:
+    """The monitor's look when the server archives (the caller checks that): the newest base
+    backup younger than PITR_BASE_MAX_AGE_HOURS (default 26: the daily schedule and a margin).
+    None yet fails only once the archive holds WAL older than that: archiving has been on that
+    long with nothing to replay it onto (a fresh install is not failing in its first day)."""
+    if max_age_hours is None:
+        max_age_hours = float(os.environ.get("PITR_BASE_MAX_AGE_HOURS", 26))
+    bases = base_backups()
+    if bases:
+        name = bases[0].name
+        taken = datetime.strptime(name[5:21], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        age_h = (timezone.now() - taken).total_seconds() / 3600
+        if age_h > max_age_hours:
+            return False, (
+                f"newest base backup {name} is {age_h:.1f} h old (limit {max_age_hours:g} h)"
+            )
+        return True, f"base backup {name} {age_h:.1f} h old"
+    folder = archive_dir()
+    files = archived_files(folder)
+    oldest = min((folder / name).stat().st_mtime for name in files) if files else time.time()
+    waited_h = (time.time() - oldest) / 3600
+    if waited_h > max_age_hours:
+        return False, (
+            f"no base backup in {base_dir()}, and WAL archived {waited_h:.1f} h ago has none "
+            f"to replay onto (limit {max_age_hours:g} h)"
+        )
+    return True, "no base backup yet"
 
 
 def base_backup_create(*, conninfo: str | None = None, progress: Progress | None = None) -> dict:
@@ -187,10 +222,13 @@ def base_backup_upload(path: Path, config: OffsiteConfig) -> dict:
 # --- WAL off-site ----------------------------------------------------------------------------
 
 
-def wal_upload(config: OffsiteConfig | None = None) -> dict:
+def wal_upload(
+    config: OffsiteConfig | None = None, *, on_copied: Callable[[str, dict], None] | None = None
+) -> dict:
     """Copy every archived file without a marker off-site (oldest first), each encrypted,
-    read back and compared before its marker is written; then local retention. One run at a
-    time (a lock file): the minute's run skips while the previous one still uploads."""
+    read back and compared before its marker is written (then `on_copied(name, copy)`); then
+    local retention. One run at a time (a lock file): the minute's run skips while the shipper
+    (or the previous run) uploads."""
     config = config or offsite_config()
     folder = archive_dir()
     if config is None or not folder.is_dir():
@@ -215,6 +253,8 @@ def wal_upload(config: OffsiteConfig | None = None) -> dict:
                 )
                 _write_atomic(markers / name, json.dumps(copy))
                 uploaded.append(name)
+                if on_copied is not None:
+                    on_copied(name, copy)
         except OffsiteError as err:
             _write_atomic(
                 markers / ".error", json.dumps({"at": time.time(), "error": str(err)[:1000]})
@@ -228,6 +268,81 @@ def wal_upload(config: OffsiteConfig | None = None) -> dict:
         "last": uploaded[-1] if uploaded else None,
         "removed": len(removed),
     }
+
+
+def wal_pending(folder: Path | None = None) -> list[str]:
+    """Archived files without a verified off-site copy yet, oldest first."""
+    folder = folder or archive_dir()
+    markers = folder / MARKERS
+    done = set(os.listdir(markers)) if markers.is_dir() else set()
+    return [name for name in archived_files(folder) if name not in done]
+
+
+def wal_ship_follow(
+    stop, *, poll_seconds: float | None = None, say: Callable[[str], None] = log.info
+) -> None:
+    """The shipper (`manage.py ship_wal --follow`, as WAL-G's or Barman's): every
+    WAL_SHIP_POLL_SECONDS, copy what the archiver finished off-site at once (wal_upload), so
+    the bucket is behind by archive_timeout + a poll + an upload, not by the minute's schedule
+    too. An S3 error is kept where the monitor reads it (wal_upload writes .offsite/.error) and
+    retried after a pause doubling up to 60 s; no bucket (or a misconfigured one, which the
+    monitor reports) leaves it idle, looking again every poll. Returns once `stop` is set."""
+    if poll_seconds is None:
+        poll_seconds = float(os.environ.get("WAL_SHIP_POLL_SECONDS", 5))
+    state, pause = None, poll_seconds
+    while not stop.is_set():
+        try:
+            config = offsite_config()
+            idle = None if config is not None else "no bucket configured (BACKUP_S3_BUCKET unset)"
+        except OffsiteError as err:
+            config, idle = None, f"off-site copies misconfigured: {err}"
+        if idle is not None or not archive_dir().is_dir():
+            idle = idle or f"no archive folder {archive_dir()} (archiving off)"
+            if state != idle:
+                say(f"idle: {idle}; looking again every {poll_seconds:g} s")
+            state, pause = idle, poll_seconds
+            stop.wait(poll_seconds)
+            continue
+        if state not in ("shipping", "failed"):
+            say(f"shipping {archive_dir()} to s3://{config.bucket}/{config.prefix}wal/")
+            state = "shipping"
+        if wal_pending():
+            try:
+                wal_upload(config, on_copied=_copied_line(say, config.bucket, stop))
+            except _Stopping:
+                break  # between two segments: each one copied is marked, the rest wait
+            except Exception as err:  # S3 refusing or away (also kept in .offsite/.error)
+                say(f"upload failed, retrying in {pause:g} s: {err}"[:2000])
+                state = "failed"
+                stop.wait(pause)
+                pause = min(pause * 2, max(60.0, poll_seconds))
+                continue
+            if state == "failed":
+                say("S3 reachable again: caught up")
+            state, pause = "shipping", poll_seconds
+        stop.wait(poll_seconds)
+
+
+class _Stopping(Exception):
+    pass
+
+
+def _copied_line(say: Callable[[str], None], bucket: str, stop) -> Callable[[str, dict], None]:
+    """The shipper's line per segment: its key, size, upload time and how long it had waited;
+    a TERM during a long catch-up stops it after the segment in hand."""
+    last = [time.monotonic()]
+
+    def copied(name: str, copy: dict) -> None:
+        now, archived = time.monotonic(), (archive_dir() / name).stat().st_mtime
+        say(
+            f"{name} copied to s3://{bucket}/{copy['key']} ({copy['size']} bytes, verified, "
+            f"{now - last[0]:.1f} s; archived {time.time() - archived:.1f} s ago)"
+        )
+        last[0] = now
+        if stop.is_set():
+            raise _Stopping
+
+    return copied
 
 
 def wal_offsite_status(*, max_lag_seconds: float | None = None) -> tuple[bool, str] | None:

@@ -1,8 +1,9 @@
-"""`make run`: the web app and the django-q2 worker side by side; Ctrl-C stops both cleanly.
+"""`make run`: the web app, the django-q2 worker and the WAL shipper (`ship_wal --follow`,
+operations/wal_archive.py) side by side; Ctrl-C stops them all cleanly.
 
 A worker that dies (killed, out of memory, a crash) is started again after a pause that doubles
 from 1 s up to 30 s while it keeps dying (back to 1 s once one has run for a minute); the web
-server keeps serving meanwhile. The new worker marks the dead one's job runs interrupted
+server keeps serving meanwhile; the same for the shipper. The new worker marks the dead one's job runs interrupted
 (operations.jobs). If the web server itself exits, everything stops, as before.
 """
 
@@ -18,6 +19,7 @@ PY = sys.executable
 PORT = os.environ.get("PORT", "8000")
 WEB = [PY, "manage.py", "runserver", f"0.0.0.0:{PORT}"]
 WORKER = [PY, "manage.py", "qcluster"]
+SHIPPER = [PY, "manage.py", "ship_wal", "--follow"]
 BACKOFF_FIRST, BACKOFF_MAX, HEALTHY_AFTER = 1.0, 30.0, 60.0
 
 
@@ -38,16 +40,17 @@ def _kill_group(proc: subprocess.Popen, sig: int) -> None:
 
 
 class Worker:
-    """The qcluster child, started again with a backoff whenever it exits."""
+    """The qcluster child (or the shipper), started again with a backoff whenever it exits."""
 
-    def __init__(self) -> None:
+    def __init__(self, cmd: list[str] = WORKER, name: str = "worker") -> None:
+        self.cmd, self.name = cmd, name
         self.proc: subprocess.Popen | None = None
         self.started = 0.0
         self.backoff = BACKOFF_FIRST
         self.restart_at: float | None = None
 
     def start(self) -> None:
-        self.proc, self.started, self.restart_at = _start(WORKER), time.monotonic(), None
+        self.proc, self.started, self.restart_at = _start(self.cmd), time.monotonic(), None
 
     def check(self) -> None:
         now = time.monotonic()
@@ -59,20 +62,22 @@ class Worker:
             if ran >= HEALTHY_AFTER:
                 self.backoff = BACKOFF_FIRST
             _log(
-                f"worker (pid {self.proc.pid}) exited with {code} after {ran:.0f} s; "
+                f"{self.name} (pid {self.proc.pid}) exited with {code} after {ran:.0f} s; "
                 f"starting it again in {self.backoff:.0f} s"
             )
             self.proc, self.restart_at = None, now + self.backoff
             self.backoff = min(self.backoff * 2, BACKOFF_MAX)
         if self.proc is None and self.restart_at is not None and now >= self.restart_at:
             self.start()
-            _log(f"worker started again (pid {self.proc.pid})")
+            _log(f"{self.name} started again (pid {self.proc.pid})")
 
 
 def main() -> int:
     web = _start(WEB)
     worker = Worker()
     worker.start()
+    shipper = Worker(SHIPPER, "WAL shipper")
+    shipper.start()
     stopping = False
 
     def stop(*_):
@@ -89,12 +94,15 @@ def main() -> int:
             exit_code, stopping = code or 1, True
             break
         worker.check()
+        shipper.check()
         time.sleep(0.3)
     _log("Stopping web and worker...")
     # qcluster winds down promptly on INT (on TERM it waits out its guard cycle); runserver on TERM.
-    procs = [p for p in (worker.proc, web) if p is not None]
+    procs = [p for p in (worker.proc, shipper.proc, web) if p is not None]
     if worker.proc is not None and worker.proc.poll() is None:
         _kill_group(worker.proc, signal.SIGINT)
+    if shipper.proc is not None and shipper.proc.poll() is None:
+        _kill_group(shipper.proc, signal.SIGTERM)  # ends between two segments, exit 0
     if web.poll() is None:
         _kill_group(web, signal.SIGTERM)
     deadline = time.time() + 15

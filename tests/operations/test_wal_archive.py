@@ -79,7 +79,7 @@ def test_it_starts_a_new_embedded_server_with_archiving_and_archives_a_switched_
     url = embedded["start"]()
     archive = embedded["root"] / "archive"
     with psycopg.connect(url, autocommit=True) as conn:
-        assert _settings(conn) == ("replica", "on", "1min")
+        assert _settings(conn) == ("replica", "on", "30s")
         wal = _switch_and_wait(conn, archive)
     assert (archive / wal).stat().st_size == SEGMENT
     assert not list(archive.glob("*.tmp"))  # copied under a temporary name, then renamed
@@ -100,7 +100,7 @@ def test_it_turns_archiving_on_for_a_running_server_with_one_restart_and_then_no
     out = embedded["run"]("-m", "config.embedded_db", "--wal-archive").stdout
     assert "restarting the embedded PostgreSQL once to turn archive_mode on" in out and "(restarted)" in out
     with psycopg.connect(url, autocommit=True) as conn:
-        assert _settings(conn) == ("replica", "on", "1min")
+        assert _settings(conn) == ("replica", "on", "30s")
         restarted = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
         assert restarted > started
         _switch_and_wait(conn, embedded["root"] / "archive")
@@ -110,14 +110,33 @@ def test_it_turns_archiving_on_for_a_running_server_with_one_restart_and_then_no
         assert conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0] == restarted
 
 
+def test_it_lowers_a_running_servers_60_s_archive_timeout_to_30_s_with_a_reload_not_a_restart(embedded):
+    """A server set up before the shipper has archive_timeout = 60s: make setup's step reloads."""
+    url = embedded["start"]()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET archive_timeout = '60s'")
+        conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        assert _settings(conn) == ("replica", "on", "1min")
+        started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0]
+    out = embedded["run"]("-m", "config.embedded_db", "--wal-archive").stdout
+    assert "(reloaded)" in out and "restarting" not in out
+    time.sleep(0.5)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert _settings(conn) == ("replica", "on", "30s")
+        assert conn.execute("SELECT pg_postmaster_start_time()").fetchone()[0] == started
+    assert "(ok)" in embedded["run"]("-m", "config.embedded_db", "--wal-archive").stdout
+
+
 # --- the monitor -------------------------------------------------------------------------------
 
 
 @pytest.mark.django_db
-def test_it_fails_the_monitor_run_on_a_failing_archive_command(cluster, settings, tmp_path, monkeypatch):
+def test_it_fails_the_monitor_run_on_a_failing_archive_command(pitr_env, settings, tmp_path, monkeypatch):
     from operations import backups
     from operations.models import BackupCheck
 
+    cluster = pitr_env
     settings.BACKUP_DIR = tmp_path / "backups"
     backups.backup_create()  # a good, readable backup: the monitor gets as far as the WAL
     monkeypatch.setattr(backups, "_archiver_connection", lambda: psycopg.connect(cluster["conninfo"]))
@@ -138,6 +157,40 @@ def test_it_fails_the_monitor_run_on_a_failing_archive_command(cluster, settings
     assert not check.ok and check.message == result.message[:500]
     health = backups.newest_backup_status()
     assert not health["ok"] and "WAL archiving is failing" in health["message"]
+
+
+@pytest.mark.django_db
+def test_it_fails_the_monitor_when_the_newest_base_backup_is_too_old(pitr_env, settings, tmp_path, monkeypatch):
+    from operations import backups
+    from operations.models import BackupCheck
+
+    settings.BACKUP_DIR = tmp_path / "backups"
+    backups.backup_create()
+    monkeypatch.setattr(backups, "_archiver_connection", lambda: psycopg.connect(pitr_env["conninfo"]))
+    with psycopg.connect(pitr_env["conninfo"], autocommit=True) as conn:
+        wait_archived(conn, _switch(conn))
+    # No base backup yet, archiving on for less than a day: not a failure (a fresh install).
+    assert backups.backups_monitor().ok
+    # Archiving on for longer than PITR_BASE_MAX_AGE_HOURS with no base backup at all: a failure.
+    for name in wal_archive.archived_files(pitr_env["archive"]):
+        os.utime(pitr_env["archive"] / name, (time.time() - 27 * 3600,) * 2)
+    result = backups.backups_monitor()
+    assert not result.ok and result.message.startswith("no base backup in ")
+    # A base backup from a month ago (the schedule stopped): too old, on the page and in /health.
+    old = Path(os.environ["PITR_BASE_DIR"]) / "base-20261101T004500Z-000000010000000000000001"
+    old.mkdir(parents=True)
+    monkeypatch.setenv("PITR_BASE_MAX_AGE_HOURS", "48")
+    result = backups.backups_monitor()
+    assert not result.ok and result.message.startswith(f"newest base backup {old.name} is ")
+    assert result.message.endswith("h old (limit 48 h)")
+    assert BackupCheck.objects.order_by("-checked_at").first().message == result.message
+    health = backups.newest_backup_status()
+    assert not health["ok"] and f"newest base backup {old.name} is " in health["message"]
+    # The schedule's base backup now: fine again.
+    base = wal_archive.base_backup_create(conninfo=pitr_env["conninfo"])
+    result = backups.backups_monitor()
+    assert result.ok and f"base backup {base['name']} 0.0 h old" in result.message
+    assert backups.newest_backup_status()["ok"]
 
 
 def _switch(conn) -> str:
