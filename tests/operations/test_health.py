@@ -53,6 +53,21 @@ def test_it_fails_naming_the_schema_with_an_unapplied_tenant_migration(api, acme
 
 
 @pytest.mark.django_db
+def test_it_names_at_most_twenty_schemas_behind_and_counts_them_all(api, monkeypatch):
+    import operations.health as health
+
+    behind = {f"org_{n:04}": ["inventory.0009_x"] for n in range(1000)}
+    snapshot = {"migrations": ({"ok": False, "schemas_checked": 1000, "pending": behind}, timezone.now())}
+    monkeypatch.setattr(health, "_APP_CHECKS", {})
+    monkeypatch.setattr(health, "_snapshot_fresh", lambda: snapshot)
+    worker_heartbeat()
+    body = api.get("/health").json()
+    assert body["migrations"]["schemas_behind"] == 1000
+    assert body["migrations"]["pending_truncated"] is True
+    assert list(body["migrations"]["pending"]) == [f"org_{n:04}" for n in range(20)]
+
+
+@pytest.mark.django_db
 def test_it_fails_when_the_worker_heartbeat_is_stale(api):
     WorkerHeartbeat.objects.create(
         cluster="inventory", beat_at=timezone.now() - timezone.timedelta(hours=1)
