@@ -132,5 +132,5 @@ def _copy_ledger(rng, items, locations, lots, rows: int) -> None:
                 parse_timestamp(occurred),
             )
 
-    # The one COPY writer (the importer's too): the balance trigger runs once for the load.
+    # The one COPY writer of ledger rows: the balance trigger runs once for the load.
     ledger_rows_copy(generated(), recorded_by="demo", recorded_at=now)
