@@ -245,3 +245,84 @@ def test_it_idles_without_a_bucket_and_stops_on_term_with_exit_0(tmp_path, monke
     assert shipper.proc.poll() is None and shipper.text().count("idle:") == 1
     assert shipper.stop() == 0
     assert shipper.text().rstrip().endswith("stopped")
+
+
+# --- started beside the worker: make run (scripts/run_dev.py) and make serve (deploy/serve.py) ---
+
+
+def _child(parent: int, needle: str) -> int | None:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == parent and needle in cmdline:
+            return int(entry.name)
+    return None
+
+
+def _wait(predicate, seconds: float, what: str, server):
+    deadline = time.monotonic() + seconds
+    while not (value := predicate()):
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}\n{server.text}"
+        time.sleep(0.2)
+    return value
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.django_db
+def test_it_ships_under_make_run_restarts_a_killed_shipper_and_stops_it_on_ctrl_c(pitr_env, offsite):
+    from tests.server_processes import PY, Server, server_env
+
+    port = free_port()
+    env = server_env(DEBUG="true", PORT=str(port), WAL_SHIP_POLL_SECONDS=POLL)
+    server = Server([PY, "scripts/run_dev.py"], env, port)
+    try:
+        first = _wait(lambda: _child(server.proc.pid, "ship_wal --follow"), 60, "a shipper", server)
+        _wait(lambda: f"to s3://{offsite.bucket}/inv/wal/" in server.text, 60, "shipping", server)
+        with psycopg.connect(pitr_env["conninfo"], autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (x int)")
+            conn.execute("INSERT INTO t VALUES (1)")
+            wal = _switch(conn)
+        _wait_in_bucket(offsite, f"inv/wal/{wal}.enc", timeout=15)
+        os.killpg(first, signal.SIGKILL)
+        second = _wait(
+            lambda: (c := _child(server.proc.pid, "ship_wal --follow")) != first and c,
+            30, "a new shipper", server,
+        )
+        assert f"WAL shipper (pid {first}) exited with -9" in server.text
+        server.proc.send_signal(signal.SIGINT)  # Ctrl-C: web, worker and shipper stop
+        assert server.proc.wait(timeout=30) == 0, server.text
+        _wait(lambda: _gone(second), 10, "the shipper stopped", server)
+    finally:
+        server.stop()
+
+
+@pytest.mark.django_db
+def test_it_starts_the_shipper_under_make_serve_and_stops_it_with_the_rest(tmp_path, monkeypatch):
+    from tests.server_processes import PRODUCTION, PY, Server, server_env
+
+    monkeypatch.delenv("BACKUP_S3_BUCKET", raising=False)
+    port = free_port()
+    env = server_env(**PRODUCTION, PORT=str(port), WEB_CONCURRENCY="1", WAL_ARCHIVE_DIR=str(tmp_path))
+    server = Server([PY, "deploy/serve.py"], env, port)
+    try:
+        server.wait_ready()
+        shipper = _wait(lambda: _child(server.proc.pid, "ship_wal --follow"), 60, "a shipper", server)
+        _wait(lambda: "idle: no bucket configured" in server.text, 60, "the shipper's line", server)
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=60) == 0, server.text
+        assert _gone(shipper)
+    finally:
+        server.stop()
+    assert "[ship_wal" in server.text and "] stopped" in server.text
