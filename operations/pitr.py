@@ -8,7 +8,7 @@ archiving on for a server of your own (once; needs a server restart, see docs/OP
 
     ALTER SYSTEM SET wal_level = 'replica';
     ALTER SYSTEM SET archive_mode = 'on';
-    ALTER SYSTEM SET archive_timeout = '60s';   -- a segment at least every minute: RPO <= 60 s
+    ALTER SYSTEM SET archive_timeout = '30s';   -- a segment at least every 30 s (with the shipper: RPO < 60 s)
     ALTER SYSTEM SET archive_command = 'test ! -f /archive/%f && cp %p /archive/%f';
 
 PostgreSQL refuses to run as root: when this process is root, the server-side tools run as the
