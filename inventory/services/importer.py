@@ -43,20 +43,11 @@ from inventory.services.ledger_rows import (
     LedgerRowInput,
     ledger_row_check,
     text_problem,
+    utf8_encodable,
 )
 from inventory.services.stock_policy import refusal_from
 
-REQUIRED = ("sku", "location", "qty", "kind")
-OPTIONAL = (
-    "item_name",
-    "unit",
-    "location_name",
-    "site",
-    "lot",
-    "lot_expires_on",
-    "reference",
-    "occurred_at",
-)
+REQUIRED, OPTIONAL = sql.REQUIRED, sql.OPTIONAL
 MAX_ERRORS_REPORTED = 50
 # Row fields (ledger_rows) → the CSV column that holds them.
 COLUMN_OF = {"item": "sku", "location": "location", "lot": "lot", "qty": "qty", "kind": "kind"}
@@ -191,7 +182,7 @@ def ledger_import_csv(
         encoded = text.encode("utf-8", "surrogatepass")
         digest = hashlib.sha256(encoded).hexdigest()
         # NUL or lone surrogates: the parse pass then looks at every cell (slow path).
-        odd_text = "\x00" in text or not _encodable(text)
+        odd_text = "\x00" in text or not utf8_encodable(text)
     result = ImportResult(sha256=digest)
     mark = result.step("hash", started)
     key = import_key(digest=digest, batch_key=batch_key)
@@ -348,25 +339,15 @@ def _odd_cells(line: int, values: list[str], names: list[str], problems: _Proble
             problems.add(line, names[index], "contains a NUL character")
             values[index] = value = value.replace("\x00", "")
             bad = 1
-        if not _encodable(value):
+        if not utf8_encodable(value):
             bad = 2
     if bad == 2:
         rec = dict(zip(names, values, strict=True))
         _check_row(line, {c: rec.get(c, "") for c in sql.COLUMNS}, problems)
         for index, value in enumerate(values):
-            if not _encodable(value):  # stage a stand-in; the row is not imported anyway
+            if not utf8_encodable(value):  # stage a stand-in; the row is not imported anyway
                 values[index] = value.encode("utf-8", "replace").decode("utf-8")
     return bad
-
-
-def _encodable(text: str) -> bool:
-    if text.isascii():
-        return True
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 # --- the checks: set-wise in SQL, then the Python rules on the flagged rows ---------------

@@ -14,11 +14,8 @@ from __future__ import annotations
 
 from inventory.models import MovementKind, Unit
 
-COLUMNS = (
-    "sku",
-    "location",
-    "qty",
-    "kind",
+REQUIRED = ("sku", "location", "qty", "kind")
+OPTIONAL = (
     "item_name",
     "unit",
     "location_name",
@@ -28,6 +25,7 @@ COLUMNS = (
     "reference",
     "occurred_at",
 )
+COLUMNS = REQUIRED + OPTIONAL
 # bad: 0 a parsed row; 1 the Python pass found a problem (NUL) but the row is still checked;
 # 2 not checked further (lone surrogates, too many values): its problems are already known.
 STAGING = (

@@ -95,7 +95,7 @@ def text_problem(raw, *, max_length: int, required: bool = False, what: str = "t
         return f"{what} has at most {max_length} characters ({len(raw)} given)"
     if "\x00" in raw:
         return f"{what} must not contain NUL characters"
-    if not _encodable(raw):
+    if not utf8_encodable(raw):
         return f"{what} must not contain lone surrogates (invalid Unicode)"
     return None
 
@@ -267,7 +267,8 @@ def ledger_row_check(row: LedgerRowInput | Mapping, *, prefix: str = "") -> Chec
     )
 
 
-def _encodable(text: str) -> bool:
+def utf8_encodable(text: str) -> bool:
+    """False for text with lone surrogates (PostgreSQL text cannot hold them)."""
     if text.isascii():
         return True
     try:
