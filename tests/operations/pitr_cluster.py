@@ -63,3 +63,31 @@ def wait_archived(conn, wal: str, timeout: float = 30) -> None:
     while conn.execute("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver").fetchone()[0] < wal:
         assert time.monotonic() < deadline, "segment not archived"
         time.sleep(0.2)
+
+
+FIRST_SET = [(n + 1, "first") for n in range(5)]
+
+
+def entries_first_then_second(conn, base_backup) -> object:
+    """The PITR tests' story: a table, a base backup (`base_backup()`), five 'first' entries, a
+    noted moment, three 'second' entries, a segment switch waited for in the archive. Returns
+    (the noted moment, the base backup's return)."""
+    conn.execute("CREATE TABLE entries (id serial PRIMARY KEY, qty numeric NOT NULL, note text)")
+    base = base_backup()
+    for n in range(5):
+        conn.execute("INSERT INTO entries (qty, note) VALUES (%s, 'first')", [n + 1])
+    time.sleep(0.2)
+    noted = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+    time.sleep(0.2)
+    for n in range(3):
+        conn.execute("INSERT INTO entries (qty, note) VALUES (%s, 'second')", [n + 100])
+    wait_archived(conn, conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])
+    return noted, base
+
+
+def entries_restored(conninfo: str) -> list[tuple[int, str]]:
+    import psycopg
+
+    with psycopg.connect(conninfo) as conn:
+        rows = conn.execute("SELECT qty, note FROM entries ORDER BY id").fetchall()
+    return [(int(q), note) for q, note in rows]

@@ -10,25 +10,17 @@ import time
 import psycopg
 
 from operations import pitr
+from tests.operations.pitr_cluster import FIRST_SET, entries_first_then_second, entries_restored
 from tests.operations.pitr_cluster import cluster as cluster  # noqa: F401  (fixture)
 from tests.operations.pitr_cluster import free_port as _free_port
-from tests.operations.pitr_cluster import wait_archived as _wait_archived
 
 
 def test_it_restores_to_a_point_in_time_and_finds_exactly_the_first_set(cluster):
     user, root = cluster["user"], cluster["root"]
     with psycopg.connect(cluster["conninfo"], autocommit=True) as conn:
-        conn.execute("CREATE TABLE entries (id serial PRIMARY KEY, qty numeric NOT NULL, note text)")
-        base = pitr.base_backup(cluster["conninfo"], root / "base", user=user)
-        for n in range(5):
-            conn.execute("INSERT INTO entries (qty, note) VALUES (%s, 'first')", [n + 1])
-        time.sleep(0.2)
-        noted = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        time.sleep(0.2)
-        for n in range(3):
-            conn.execute("INSERT INTO entries (qty, note) VALUES (%s, 'second')", [n + 100])
-        wal = conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0]
-        _wait_archived(conn, wal)
+        noted, base = entries_first_then_second(
+            conn, lambda: pitr.base_backup(cluster["conninfo"], root / "base", user=user)
+        )
         status = pitr.archiver_check(conn)
         assert status.ok and status.archived_count >= 1, status.message
     restored_dir = root / "restored"
@@ -39,9 +31,7 @@ def test_it_restores_to_a_point_in_time_and_finds_exactly_the_first_set(cluster)
     )
     cluster["started"].append(restored_dir)
     seconds = time.monotonic() - t0
-    with psycopg.connect(conninfo) as conn:
-        rows = conn.execute("SELECT qty, note FROM entries ORDER BY id").fetchall()
-    assert [(int(q), note) for q, note in rows] == [(n + 1, "first") for n in range(5)]
+    assert entries_restored(conninfo) == FIRST_SET
     assert seconds < 60
     print(f"point-in-time restore: {seconds:.1f}s")
 

@@ -21,8 +21,14 @@ from django.conf import settings
 from operations import crypto, pitr, wal_archive
 from operations.backups import pg_tool
 from operations.offsite import OffsiteError, offsite_config
+from tests.operations.pitr_cluster import (
+    FIRST_SET,
+    entries_first_then_second,
+    entries_restored,
+    free_port,
+    wait_archived,
+)
 from tests.operations.pitr_cluster import cluster as cluster  # noqa: F401  (fixture)
-from tests.operations.pitr_cluster import free_port, wait_archived
 from tests.operations.s3server import object_keys
 from tests.operations.s3server import offsite as offsite  # noqa: F401  (fixtures)
 from tests.operations.s3server import s3_endpoint as s3_endpoint  # noqa: F401
@@ -279,16 +285,9 @@ def django_now():
 def test_it_restores_to_a_point_in_time_from_the_bucket_alone(pitr_env, offsite):
     root, conninfo, user = pitr_env["root"], pitr_env["conninfo"], pitr_env["user"]
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("CREATE TABLE entries (id serial PRIMARY KEY, qty numeric NOT NULL, note text)")
-        wal_archive.base_backup_create(conninfo=conninfo)
-        for n in range(5):
-            conn.execute("INSERT INTO entries (qty, note) VALUES (%s, 'first')", [n + 1])
-        time.sleep(0.2)
-        noted = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        time.sleep(0.2)
-        for n in range(3):
-            conn.execute("INSERT INTO entries (qty, note) VALUES (%s, 'second')", [n + 100])
-        wait_archived(conn, conn.execute("SELECT pg_walfile_name(pg_switch_wal())").fetchone()[0])
+        noted, _ = entries_first_then_second(
+            conn, lambda: wal_archive.base_backup_create(conninfo=conninfo)
+        )
     wal_archive.wal_upload()
     # The machine is gone: only the bucket is left.
     shutil.rmtree(root / "bases")
@@ -305,9 +304,7 @@ def test_it_restores_to_a_point_in_time_from_the_bucket_alone(pitr_env, offsite)
     )
     pitr_env["started"].append(root / "restored")
     seconds = time.monotonic() - t0
-    with psycopg.connect(conninfo) as conn:
-        rows = conn.execute("SELECT qty, note FROM entries ORDER BY id").fetchall()
-    assert [(int(q), note) for q, note in rows] == [(n + 1, "first") for n in range(5)]
+    assert entries_restored(conninfo) == FIRST_SET
     print(f"restore from the bucket: {fetched:.1f}s download, {seconds:.1f}s in all")
     assert seconds < 60
 
