@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -34,6 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from bench.child_rss import run_measured
 from bench.db import BASE_DIR
 
 SCALE_DB_NAME = "inventory_scale"
@@ -606,20 +606,15 @@ def _manage(url: str, *args: str) -> tuple[float, int, str]:
     env = {**os.environ, "DATABASE_URL": url, "DEBUG": "true"}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
+    # The peak RSS of the command alone, not this process's (bench/child_rss.py).
+    status, stdout, stderr, rss = run_measured(
+        [sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env
     )
-    out = proc.stdout.read().decode(errors="replace")
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    out = stdout + stderr
     seconds = time.perf_counter() - started
-    if proc.returncode != 0:
+    if status != 0:
         raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{out[-3000:]}")
-    return seconds, round(usage.ru_maxrss / 1024), out  # ru_maxrss: KiB on Linux
+    return seconds, rss, out
 
 
 def import_(url: str, p: Params) -> dict:

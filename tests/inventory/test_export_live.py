@@ -37,6 +37,7 @@ from tests.server_processes import (
     PY,
     ROOT,
     Server,
+    collect_static,
     disconnect_others,
     free_port,
     request,
@@ -85,8 +86,11 @@ def web(data, tmp_path_factory):
     export streams."""
     port = free_port()
     web_exports = tmp_path_factory.mktemp("web-exports")
+    static_root = tmp_path_factory.mktemp("web-static")
+    collect_static(static_root)  # its own, like the other live servers: no make setup assumed
     env = server_env(
         **PRODUCTION,
+        STATIC_ROOT=str(static_root),
         PORT=str(port),
         WEB_CONCURRENCY="1",
         EXPORT_STREAM_MAX_ROWS=str(10 * ROWS),

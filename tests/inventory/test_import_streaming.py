@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import random
-import subprocess
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,6 +17,7 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django_tenants.utils import schema_context
 
+from bench.child_rss import run_measured
 from inventory.models import Balance, Item, LedgerEntry, Location, Lot, Posting
 from inventory.services.ledger_rows import timestamp_problem
 from inventory.services.stock_policy import policy_set
@@ -58,35 +58,15 @@ def _test_db_url() -> str:
     )
 
 
-class _MeasuredPopen(subprocess.Popen):
-    """Popen that reaps its child with wait4, which also returns the child's own resource
-    usage (ru_maxrss, kB on Linux): the peak RSS of that process alone."""
-
-    peak_rss_mb = 0
-
-    def _try_wait(self, wait_flags):
-        try:
-            pid, status, usage = os.wait4(self.pid, wait_flags)
-        except ChildProcessError:
-            return (self.pid, 0)
-        if pid:
-            self.peak_rss_mb = usage.ru_maxrss // 1024
-        return (pid, status)
-
-
 def run_command(*args: str) -> tuple[int, str, str, int]:
     """manage.py in its own process against this run's test database: (exit status, stdout,
-    stderr, peak RSS in MB)."""
-    proc = _MeasuredPopen(
+    stderr, peak RSS of that process alone in MB; see bench/child_rss.py)."""
+    return run_measured(
         [sys.executable, "manage.py", *args],
         cwd=settings.BASE_DIR,
         env=os.environ | {"DATABASE_URL": _test_db_url()},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        timeout=300,
     )
-    out, err = proc.communicate(timeout=300)
-    return proc.returncode, out, err, proc.peak_rss_mb
 
 
 def test_it_imports_200k_rows_in_bounded_memory(committed, tmp_path):

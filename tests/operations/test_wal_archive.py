@@ -49,6 +49,7 @@ def embedded(tmp_path):
         "WAL_ARCHIVE_DIR": str(root / "archive"),
     }
     env.pop("EMBEDDED_WAL_ARCHIVE", None)
+    env.pop("DATABASE_URL", None)  # the embedded server is the subject, even when tests run on another
 
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
         result = subprocess.run(
