@@ -34,6 +34,29 @@ def json_error(status: int, code: str, message: str, fields: dict | None = None)
     return JsonResponse({"error": body}, status=status)
 
 
+# A body refused as too large is still read (and dropped) up to this size before the 413 goes
+# out: a server that answers and closes with the body unread resets the connection, and the
+# client, still sending, gets a broken pipe instead of the answer (nginx's lingering close).
+DRAIN_MAX_BYTES = 8 * 1024 * 1024
+
+
+def body_too_large(request: HttpRequest, message: str = "The body is too large.") -> JsonResponse:
+    stream = request.META.get("wsgi.input")
+    try:
+        left = min(int(request.META.get("CONTENT_LENGTH") or 0), DRAIN_MAX_BYTES)
+    except ValueError:
+        left = 0
+    while stream is not None and left > 0:
+        try:
+            chunk = stream.read(min(left, 64 * 1024))
+        except OSError:  # the client went away: nothing to answer
+            break
+        if not chunk:
+            break
+        left -= len(chunk)
+    return json_error(413, "body_too_large", message)
+
+
 def field_name(loc: tuple) -> str:
     """('body', 'payload', 'batch', 'entries', 2, 'qty') -> 'entries[2].qty'; a single entry's
     fields are named as the posting service names them (`entries[0].qty`)."""
@@ -104,6 +127,8 @@ def _undefined_object(exc: BaseException) -> bool:
 def install_handlers(api) -> None:
     @api.exception_handler(ApiError)
     def _api_error(request: HttpRequest, exc: ApiError):
+        if exc.code == "body_too_large":
+            return body_too_large(request, exc.message)
         return json_error(exc.status, exc.code, exc.message, exc.fields)
 
     @api.exception_handler(InventoryError)
@@ -143,7 +168,7 @@ def install_handlers(api) -> None:
 
     @api.exception_handler(RequestDataTooBig)
     def _too_big(request: HttpRequest, exc: RequestDataTooBig):
-        return json_error(413, "body_too_large", "The body is too large.")
+        return body_too_large(request)
 
     @api.exception_handler(Http404)
     def _not_found(request: HttpRequest, exc: Http404):
@@ -198,7 +223,7 @@ def handler400(request: HttpRequest, exception=None):
 
     if request.path.startswith("/api/"):
         if isinstance(exception, RequestDataTooBig):
-            return json_error(413, "body_too_large", "The body is too large.")
+            return body_too_large(request)
         return json_error(400, "bad_request", "The request is malformed.")
     return defaults.bad_request(request, exception)
 

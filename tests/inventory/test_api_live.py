@@ -360,3 +360,31 @@ def test_the_docs_page_renders_in_a_browser_from_our_own_server_only(live):
     assert requested and not outside, outside
     assert not failed, failed
     assert any(u.endswith(".js") and "/static/ninja/swagger-ui-bundle." in u for u in requested)
+
+
+def test_a_too_large_body_still_sent_gets_its_413_not_a_reset_connection(live):
+    """The server answers 413 from Content-Length alone; if it then closed with the body unread,
+    the client still sending would meet a reset (a broken pipe in CI) and never see the answer.
+    Half the body, a pause in which the answer is written, then the rest: the answer arrives."""
+    body = b'{"entries": [' + b" " * 3_000_000 + b"]}"
+    head = (
+        f"POST /api/ledger HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Api-Key: {live.key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with schema_context("acme"):
+        before = _written()
+    with socket.create_connection(("127.0.0.1", live.port), timeout=30) as sock:
+        sock.sendall(head + body[: len(body) // 2])
+        time.sleep(1.0)
+        sock.sendall(body[len(body) // 2 :])  # raised BrokenPipe/ConnectionReset before
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 413 Request Entity Too Large"
+    payload = rest.partition(b"\r\n\r\n")[2]  # chunked or not: the one JSON object in it
+    assert json.loads(payload[payload.index(b"{") : payload.rindex(b"}") + 1])["error"]["code"] == (
+        "body_too_large"
+    )
+    with schema_context("acme"):
+        assert _written() == before
