@@ -102,19 +102,25 @@ class Server:
         return "".join(self.output[-80:])
 
     def stop(self, sig: int = signal.SIGTERM, seconds: float = 45) -> int:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(timeout=seconds)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_group(self.proc, sig, seconds)
         # Whatever the children left behind in the process group.
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         return self.proc.returncode
+
+
+def stop_group(proc: subprocess.Popen, sig: int = signal.SIGINT, seconds: float = 20) -> None:
+    """Stop a process started with start_new_session=True: `sig` to its group, SIGKILL if it
+    has not exited after `seconds`."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def request(port, method, path, *, headers=None, body=None, timeout=60):

@@ -6,7 +6,6 @@ attempt recorded. Data is committed (`committed`) so the worker sees it."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from alerts.services import alerts_evaluate, channel_create
 from operations.models import WorkerHeartbeat
 from tests.alerts.helpers import skew_and_reconcile
 from tests.e2e.conftest import wait_until
-from tests.server_processes import live_database_url
+from tests.server_processes import live_database_url, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,12 +47,7 @@ def worker(committed, tmp_path):
         wait_until(lambda: WorkerHeartbeat.objects.exists(), seconds=60)
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_group(proc)
         with connection.cursor() as cursor:
             cursor.execute(
                 "TRUNCATE alerts_delivery_attempts, alerts_deliveries, alerts_alerts, "

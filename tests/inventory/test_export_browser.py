@@ -6,7 +6,6 @@ of the view. Django's live server thread, Playwright with Debian's chromium (as 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 
@@ -21,7 +20,7 @@ from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.factories import PASSWORD, make_user
 from tests.inventory.export_helpers import many_balances, python_export
 from tests.inventory.helpers import wipe_tenant
-from tests.server_processes import ROOT, disconnect_others, server_env
+from tests.server_processes import ROOT, disconnect_others, server_env, stop_group
 
 ROWS = 3_000
 OWNER = "export-browser-owner"
@@ -65,11 +64,7 @@ def site(django_db_setup, django_db_blocker, tmp_path_factory):
             browser.close()
             pw.stop()
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-            os.killpg(worker.pid, signal.SIGINT)
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+            stop_group(worker, seconds=15)
             server.terminate()
             disconnect_others(seconds=10)
             settings.EXPORT_DIR, settings.EXPORT_STREAM_MAX_ROWS = saved

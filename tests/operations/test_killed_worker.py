@@ -29,6 +29,7 @@ from operations.dispatch import job_start
 from operations.models import JobRun, WorkerHeartbeat
 from tests.factories import PASSWORD, make_user
 from tests.inventory.helpers import balance_mismatches, make_catalog
+from tests.server_processes import stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 HX = {"HTTP_HX_REQUEST": "true"}
@@ -63,13 +64,7 @@ def _qcluster(log: Path, **env: str) -> subprocess.Popen:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stop_group(proc)
 
 
 def wait_until(predicate, seconds: float, what: str, log: Path | None = None):
