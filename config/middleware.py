@@ -7,8 +7,11 @@ import re
 import zoneinfo
 from itertools import accumulate
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
+
+from inventory.api.errors import body_too_large
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Our deepest document is a batch: {"entries": [{...}]}, depth 3. Python's json module recurses
@@ -50,6 +53,17 @@ class RejectNulCharactersMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            refusal = self._refusal(request)
+        except RequestDataTooBig:
+            # Reading the body here is the first to find it too large: the API's 413 (with
+            # DEBUG off Django's handler400 would give it too; with DEBUG on, a debug page).
+            if request.path.startswith("/api/"):
+                return body_too_large(request)
+            raise
+        return refusal or self.get_response(request)
+
+    def _refusal(self, request: HttpRequest) -> HttpResponse | None:
         if request.path.startswith("/api/") and request.content_type == "multipart/form-data":
             # Read the body before the form parser does: afterwards request.body raises
             # RawPostDataException (a 500) in any view that looks at it. Django then parses
@@ -69,7 +83,7 @@ class RejectNulCharactersMiddleware:
                     {"error": {"code": "invalid_characters", "message": message}}, status=400
                 )
             return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
-        return self.get_response(request)
+        return None
 
     @staticmethod
     def _has_nul(request: HttpRequest) -> bool:

@@ -207,3 +207,15 @@ def test_wrong_types_are_refused_not_coerced(client_acme, catalog):
     item = post(client_acme, "/api/items", {"sku": ["X"], "name": "n", "unit": "g"})
     assert item.status_code == 400 and set(item.json()["error"]["fields"]) == {"sku"}
     assert LedgerEntry.objects.count() == 0 and Posting.objects.count() == 0
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_a_too_large_body_is_the_apis_413_with_debug_on_or_off(client_acme, catalog, settings, debug):
+    """The NUL/JSON-depth middleware reads the body first: with DEBUG on (make run) its
+    RequestDataTooBig became Django's 400 debug page, not the API's answer."""
+    settings.DEBUG = debug
+    body = b'{"entries": [' + b" " * 3_000_000 + b"]}"
+    response = client_acme.post("/api/ledger", body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+    assert LedgerEntry.objects.count() == 0 and Posting.objects.count() == 0
