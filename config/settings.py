@@ -272,6 +272,13 @@ EXPORT_STREAM_MAX_ROWS = env_int("EXPORT_STREAM_MAX_ROWS", 50_000)
 EXPORT_DIR = Path(env_str("EXPORT_DIR", str(BASE_DIR / "var" / "exports")))
 EXPORT_MAX_AGE_HOURS = env_int("EXPORT_MAX_AGE_HOURS", 24)
 EXPORT_PART_STALE_SECONDS = env_int("EXPORT_PART_STALE_SECONDS", 900)
+# CSV imports (inventory/services/ledger_bulk_load.py): a file of at least this many rows into a
+# ledger holding fewer rows than the file is loaded with the ledger's secondary indexes and
+# foreign keys dropped and rebuilt in the same transaction, if the ledger's lock comes within
+# the timeout; the index builds sort in this much memory.
+IMPORT_BULK_MIN_ROWS = env_int("IMPORT_BULK_MIN_ROWS", 50_000)
+IMPORT_BULK_LOCK_TIMEOUT_MS = env_int("IMPORT_BULK_LOCK_TIMEOUT_MS", 2_000)
+IMPORT_BULK_SORT_MB = env_int("IMPORT_BULK_SORT_MB", 512)
 
 # --- Alerts (alerts/): email over SMTP, links in messages ----------------------------------
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.smtp.EmailBackend")

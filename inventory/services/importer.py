@@ -38,6 +38,7 @@ from inventory.models import Posting, Unit
 from inventory.services import importer_sql as sql
 from inventory.services.catalog import code_problem, expiry_date_problem
 from inventory.services.errors import AlreadyImported, ValidationFailed
+from inventory.services.ledger_bulk_load import ledger_bulk_load_finish, ledger_bulk_load_start
 from inventory.services.ledger_rows import (
     CheckedRow,
     LedgerRowInput,
@@ -67,6 +68,8 @@ class ImportResult:
     seconds: float = 0.0
     posting_id: int | None = None
     sha256: str = ""
+    # "bulk": indexes and foreign keys rebuilt after the rows (ledger_bulk_load); "online".
+    mode: str = "online"
     # Seconds per step (hash, stage, check, catalog, insert, commit), for the benchmark.
     steps: dict[str, float] = field(default_factory=dict)
 
@@ -170,9 +173,12 @@ def ledger_import_csv(
     source: str = "csv",
     batch_key: str | None = None,
     force: bool = False,
+    online: bool = False,
 ) -> ImportResult:
     """Import a CSV file (`path`, streamed) or its content (`text`) into the current tenant,
-    all or nothing. Refuses a file (by SHA-256) or batch key imported before unless `force`."""
+    all or nothing. Refuses a file (by SHA-256) or batch key imported before unless `force`.
+    A large file into a small ledger is bulk loaded (the ledger locked meanwhile) unless
+    `online` (inventory/services/ledger_bulk_load.py)."""
     if (text is None) == (path is None):
         raise TypeError("ledger_import_csv needs one of text= and path=")
     started = time.monotonic()
@@ -212,13 +218,15 @@ def ledger_import_csv(
             # checks them row by row at COMMIT, re-reading each new row from a heap that has
             # long left the buffer cache (18.9 s for 10^6 rows here). At the end of the
             # statement instead, while the rows are fresh, the same checks took 11.7 s.
-            deferred = _ledger_foreign_keys(cursor)
+            bulk = ledger_bulk_load_start(cursor, staged, online=online)
+            result.mode = "bulk" if bulk else "online"
+            deferred = "" if bulk else _ledger_foreign_keys(cursor)
             if deferred:
                 cursor.execute(f"SET CONSTRAINTS {deferred} IMMEDIATE")
             try:
                 with transaction.atomic():
                     cursor.execute(
-                        sql.INSERT_LEDGER,
+                        sql.INSERT_LEDGER_BULK if bulk else sql.INSERT_LEDGER,
                         {
                             "now": timezone.now(),
                             "recorded_at": timezone.now(),
@@ -235,12 +243,17 @@ def ledger_import_csv(
                 raise refusal from None
             if deferred:
                 cursor.execute(f"SET CONSTRAINTS {deferred} DEFERRED")  # as the caller had
+            if bulk:
+                mark = result.step("insert", mark)
+                ledger_bulk_load_finish(cursor, bulk)
+                mark = result.step("rebuild", mark)
             # ON COMMIT DROP does not fire when the caller's transaction goes on (a test, or
             # a second import in one transaction).
             cursor.execute(f"DROP TABLE {', '.join(sql.TEMP_TABLES)}")
             cursor.execute("SET LOCAL work_mem TO DEFAULT")
             cursor.execute("SET LOCAL TimeZone TO DEFAULT")
-            mark = result.step("insert", mark)
+            if not bulk:
+                mark = result.step("insert", mark)
     except (DataError, psycopg.DataError) as err:
         sqlstate = getattr(err, "sqlstate", None) or getattr(err.__cause__, "sqlstate", None)
         if sqlstate == NUMERIC_OUT_OF_RANGE:

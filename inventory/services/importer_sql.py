@@ -272,3 +272,7 @@ SELECT k.item_id, c.location_id, CASE WHEN s.lot <> '' THEN t.lot_id END, s.qty:
   LEFT JOIN imp_lots t ON t.sku = s.sku AND t.lot = s.lot
   LEFT JOIN imp_fixups f ON f.line = s.line
  ORDER BY k.item_id, s.line"""
+# The bulk load (inventory/services/ledger_bulk_load.py) writes without the secondary indexes:
+# file order, the ids then follow the file's lines.
+INSERT_LEDGER_BULK = INSERT_LEDGER.replace("ORDER BY k.item_id, s.line", "ORDER BY s.line")
+assert INSERT_LEDGER_BULK != INSERT_LEDGER

@@ -27,9 +27,15 @@ class Command(TenantCommand):
             action="store_true",
             help="import even if this file or batch key was imported before (adds its rows again)",
         )
+        parser.add_argument(
+            "--online",
+            action="store_true",
+            help="never bulk load: write through the ledger's indexes, without locking it against "
+            "this organisation's readers and postings (slower for a large file into a small ledger)",
+        )
         parser.add_argument("file", help="CSV file (UTF-8, header row)")
 
-    def handle(self, *args, schema, file, batch_key=None, force=False, **options):
+    def handle(self, *args, schema, file, batch_key=None, force=False, online=False, **options):
         [schema] = self.schemas(schema)
         path = Path(file)
         if not path.is_file():
@@ -38,7 +44,7 @@ class Command(TenantCommand):
             with schema_context(schema):
                 # The file is streamed (bounded memory whatever its size), never read whole.
                 result = ledger_import_csv(
-                    path=path, source=path.name, batch_key=batch_key, force=force
+                    path=path, source=path.name, batch_key=batch_key, force=force, online=online
                 )
         except NotUtf8 as err:
             raise CommandError(f"{file} is not UTF-8 text: {err}") from None
@@ -56,4 +62,5 @@ class Command(TenantCommand):
             "Balances were updated by the trigger; run backfill_balances if the balance table was added after."
         )
         if options.get("verbosity", 1) >= 2:
-            self.stdout.write(" ".join(f"{k} {v:.2f}s" for k, v in result.steps.items()))
+            steps = " ".join(f"{k} {v:.2f}s" for k, v in result.steps.items())
+            self.stdout.write(f"{result.mode}: {steps}")
