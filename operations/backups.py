@@ -19,6 +19,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import connection
+from django.db.backends.postgresql.base import DatabaseWrapper as PlainPostgresWrapper
 from django.utils import timezone
 
 from operations.models import BackupCheck, BackupRecord
@@ -300,42 +301,75 @@ def _judge(good: list[BackupRecord], max_age_hours: float, min_ratio: float) -> 
     return True, f"{message}; {drill}"
 
 
-def wal_archiving_status():
-    """pg_stat_archiver of this database's server when archive_mode is on (operations/pitr.py)."""
+def wal_archiving_status(*, archive_mode: str | None = None):
+    """pg_stat_archiver of this database's server when archive_mode is on (operations/pitr.py).
+    `archive_mode`: the setting as the request's statement already read it (/health's), so that
+    off costs no round trip and on costs only the pg_stat_archiver read."""
     from operations.pitr import archiver_check
 
-    with _archiver_connection() as conn:
+    if archive_mode == "off":
+        return None
+    reader = _archiver_connection() if archive_mode is None else _request_connection(archive_mode)
+    with reader as conn:
         return archiver_check(conn)
+
+
+def schema_free_cursor():
+    """Django's cursor (so its queries are logged and counted) without django-tenants' `SET
+    search_path`, for statements that name every table with its schema: /health on the platform
+    host then costs no round trip for the path."""
+    return PlainPostgresWrapper._cursor(connection)
 
 
 @contextmanager
 def _archiver_connection():
     """The request's own connection (/health runs often: no connection of its own), shaped like
     a psycopg connection for archiver_check."""
+    with _request_connection(None) as conn:
+        yield conn
 
+
+@contextmanager
+def _request_connection(archive_mode: str | None):
+    # archiver_check reads only pg_catalog: no search_path needed. Its `SHOW archive_mode` is
+    # answered from `archive_mode` when the caller read it on this connection just before.
     class _Conn:
         def __init__(self, cursor):
             self.cursor = cursor
 
         def execute(self, sql, params=None):
+            if archive_mode is not None and sql == "SHOW archive_mode":
+                return _Fetched((archive_mode,))
             self.cursor.execute(sql, params)
             return self.cursor
 
-    with connection.cursor() as cursor:
+    with schema_free_cursor() as cursor:
         yield _Conn(cursor)
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    row: tuple
+
+    def fetchone(self) -> tuple:
+        return self.row
 
 
 def drill_freshness() -> tuple[bool, str]:
     """The last good restore drill must be younger than BACKUP_DRILL_MAX_AGE_DAYS (default 8)."""
     from operations.models import RestoreDrill
 
-    max_days = float(os.environ.get("BACKUP_DRILL_MAX_AGE_DAYS", 8))
     last = RestoreDrill.objects.filter(ok=True).order_by("-started_at").first()
-    if last is None:
-        if not drills_required():
+    return _drill_verdict(None if last is None else last.started_at, drills_required)
+
+
+def _drill_verdict(last_good_at, required) -> tuple[bool, str]:
+    max_days = float(os.environ.get("BACKUP_DRILL_MAX_AGE_DAYS", 8))
+    if last_good_at is None:
+        if not required():
             return True, "no restore drill yet"
         return False, "no restore drill has succeeded"
-    age_d = (timezone.now() - last.started_at).total_seconds() / 86400
+    age_d = (timezone.now() - last_good_at).total_seconds() / 86400
     if age_d > max_days:
         return False, f"last good restore drill is {age_d:.1f} days old (limit {max_days:g})"
     return True, f"last good restore drill {age_d:.1f} days ago"
@@ -348,26 +382,81 @@ def drills_required() -> bool:
 
     if RestoreDrill.objects.exists():
         return True
-    max_days = float(os.environ.get("BACKUP_DRILL_MAX_AGE_DAYS", 8))
     first = BackupRecord.objects.order_by("started_at").first()
-    return first is not None and (timezone.now() - first.started_at).days >= max_days
+    return _drills_required(False, None if first is None else first.started_at)
 
 
-def newest_backup_status() -> dict | None:
-    """For /health: None until a backup was ever attempted. Fails on an old newest backup, a
-    failed off-site copy, a failing last monitor run (about the newest backup) and a stale drill."""
+def _drills_required(any_drill: bool, first_backup_at) -> bool:
+    if any_drill:
+        return True
+    max_days = float(os.environ.get("BACKUP_DRILL_MAX_AGE_DAYS", 8))
+    return first_backup_at is not None and (timezone.now() - first_backup_at).days >= max_days
+
+
+def status_rows_sql() -> tuple[str, list]:
+    """One row of everything newest_backup_status() judges, tables named with their schema (no
+    search_path needed): /health runs it inside its own statement. Each part orders as the ORM
+    reads did (started_at DESC, ...), id last so that a tie always picks the same row."""
     from operations.models import RestoreDrill
+
+    qn = connection.ops.quote_name
+    public = qn(settings.PUBLIC_SCHEMA_NAME)
+    backups, checks, drills = (
+        f"{public}.{qn(model._meta.db_table)}"
+        for model in (BackupRecord, BackupCheck, RestoreDrill)
+    )
+    sql = f"""
+        SELECT nb.file_name AS newest_file_name, nb.started_at AS newest_started_at,
+               nb.finished_at AS newest_finished_at, nb.size_bytes AS newest_size_bytes,
+               nb.remote_status AS newest_remote_status, nb.remote_error AS newest_remote_error,
+               nb.remote_key AS newest_remote_key,
+               nb.remote_verified_at AS newest_remote_verified_at,
+               EXISTS (SELECT FROM {backups}) AS any_backup,
+               (SELECT started_at FROM {backups} ORDER BY started_at, id LIMIT 1)
+                   AS first_backup_at,
+               lc.ok AS check_ok, lc.message AS check_message, lc.checked_at AS check_at,
+               (SELECT started_at FROM {drills} WHERE ok ORDER BY started_at DESC, id DESC
+                LIMIT 1) AS good_drill_at,
+               EXISTS (SELECT FROM {drills}) AS any_drill,
+               ld.ok AS drill_ok, ld.message AS drill_message, ld.started_at AS drill_at,
+               ld.duration_seconds AS drill_seconds,
+               current_setting('archive_mode') AS archive_mode
+          FROM (VALUES (1)) AS one (x)
+          LEFT JOIN LATERAL (SELECT * FROM {backups} WHERE status = %s
+                              ORDER BY started_at DESC, id DESC LIMIT 1) nb ON true
+          LEFT JOIN LATERAL (SELECT * FROM {checks} ORDER BY checked_at DESC, id DESC LIMIT 1)
+                    lc ON true
+          LEFT JOIN LATERAL (SELECT * FROM {drills} ORDER BY started_at DESC, id DESC LIMIT 1)
+                    ld ON true"""
+    return sql, [BackupRecord.Status.OK.value]
+
+
+def status_rows_read() -> dict:
+    """status_rows_sql() run alone: its row as {column: value}."""
+    sql, params = status_rows_sql()
+    with schema_free_cursor() as cursor:
+        cursor.execute(sql, params)
+        return dict(zip([c.name for c in cursor.description], cursor.fetchone(), strict=True))
+
+
+def newest_backup_status(rows: dict | None = None) -> dict | None:
+    """For /health: None until a backup was ever attempted. Fails on an old newest backup, a
+    failed off-site copy, a failing last monitor run (about the newest backup) and a stale drill.
+    `rows`: status_rows_sql()'s row, read by the caller in its own statement; read here if None
+    (then the WAL archiver is read through _archiver_connection, which tests point elsewhere)."""
     from operations.offsite import OffsiteError, offsite_config
 
-    newest = (
-        BackupRecord.objects.filter(status=BackupRecord.Status.OK).order_by("-started_at").first()
-    )
-    if newest is None:
-        if not BackupRecord.objects.exists():
+    if rows is None:
+        rows = status_rows_read()
+        archive_mode = None
+    else:
+        archive_mode = rows["archive_mode"]
+    if rows["newest_file_name"] is None:
+        if not rows["any_backup"]:
             return None
         return {"ok": False, "newest": None, "message": "no successful backup"}
     problems = []
-    age = (timezone.now() - newest.started_at).total_seconds()
+    age = (timezone.now() - rows["newest_started_at"]).total_seconds()
     if age > settings.BACKUP_MAX_AGE_HOURS * 3600:
         problems.append(f"newest backup is older than {settings.BACKUP_MAX_AGE_HOURS} h")
     try:
@@ -375,22 +464,23 @@ def newest_backup_status() -> dict | None:
     except OffsiteError as err:
         offsite = True
         problems.append(f"off-site copies misconfigured: {err}")
-    if offsite and newest.remote_status != BackupRecord.RemoteStatus.VERIFIED:
+    if offsite and rows["newest_remote_status"] != BackupRecord.RemoteStatus.VERIFIED:
         problems.append(
-            f"off-site copy not verified: {newest.remote_error or 'not uploaded'}"[:300]
+            f"off-site copy not verified: {rows['newest_remote_error'] or 'not uploaded'}"[:300]
         )
-    last_check = BackupCheck.objects.order_by("-checked_at").first()
+    finished = rows["newest_finished_at"]
     if (
-        last_check is not None
-        and not last_check.ok
-        and (newest.finished_at is None or last_check.checked_at >= newest.finished_at)
+        rows["check_at"] is not None
+        and not rows["check_ok"]
+        and (finished is None or rows["check_at"] >= finished)
     ):
-        problems.append(f"backup monitor: {last_check.message}")
-    drill_ok, drill_message = drill_freshness()
+        problems.append(f"backup monitor: {rows['check_message']}")
+    drill_ok, drill_message = _drill_verdict(
+        rows["good_drill_at"], lambda: _drills_required(rows["any_drill"], rows["first_backup_at"])
+    )
     if not drill_ok:
         problems.append(drill_message)
-    last_drill = RestoreDrill.objects.order_by("-started_at").first()
-    wal = wal_archiving_status()
+    wal = wal_archiving_status(archive_mode=archive_mode)
     if wal is not None and not wal.ok:
         problems.append(wal.message)
     from operations.wal_archive import base_backup_freshness, wal_offsite_status
@@ -401,38 +491,37 @@ def newest_backup_status() -> dict | None:
     wal_offsite = wal_offsite_status()
     if wal_offsite is not None and not wal_offsite[0]:
         problems.append(wal_offsite[1])
+    verified_at = rows["newest_remote_verified_at"]
     return {
         "wal_archiving": None if wal is None else {"ok": wal.ok, "message": wal.message},
         "wal_offsite": None
         if wal_offsite is None
         else {"ok": wal_offsite[0], "message": wal_offsite[1]},
         "ok": not problems,
-        "newest": newest.file_name,
+        "newest": rows["newest_file_name"],
         "age_seconds": round(age),
-        "size_bytes": newest.size_bytes,
+        "size_bytes": rows["newest_size_bytes"],
         "remote": None
         if not offsite
         else {
-            "status": newest.remote_status,
-            "key": newest.remote_key,
-            "verified_at": newest.remote_verified_at.isoformat()
-            if newest.remote_verified_at
-            else None,
+            "status": rows["newest_remote_status"],
+            "key": rows["newest_remote_key"],
+            "verified_at": verified_at.isoformat() if verified_at else None,
         },
         "last_monitor": None
-        if last_check is None
+        if rows["check_at"] is None
         else {
-            "ok": last_check.ok,
-            "message": last_check.message,
-            "at": last_check.checked_at.isoformat(),
+            "ok": rows["check_ok"],
+            "message": rows["check_message"],
+            "at": rows["check_at"].isoformat(),
         },
         "last_drill": None
-        if last_drill is None
+        if rows["drill_at"] is None
         else {
-            "ok": last_drill.ok,
-            "message": last_drill.message,
-            "at": last_drill.started_at.isoformat(),
-            "seconds": last_drill.duration_seconds,
+            "ok": rows["drill_ok"],
+            "message": rows["drill_message"],
+            "at": rows["drill_at"].isoformat(),
+            "seconds": rows["drill_seconds"],
         },
         **({"message": "; ".join(problems)} if problems else {}),
     }

@@ -6,10 +6,16 @@ The per-organisation checks (migrations, the apps' checks) cost one lock per sch
 2,026 relation locks at 1,003 organisations, and 16 concurrent calls ran out of shared memory.
 So they are computed by the worker each minute (and by one request at a time when the stored
 result is missing or older than HEALTH_SNAPSHOT_MAX_AGE_SECONDS) into operations_health_snapshot;
-/health reads those rows in one query and shows each check's checked_at and age. Any DDL empties
+/health reads those rows and shows each check's checked_at and age. Any DDL empties
 the snapshot (event trigger, migration 0005) and so does migrate (post_migrate), so a dropped
 balance table or a new migration is seen at the next call; a hand-edited django_migrations
-within a minute."""
+within a minute.
+
+A call reads everything live in one statement (_live_read: the snapshot rows, the newest
+heartbeat, the backup status's rows, archive_mode), tables named with their schema so that no
+`SET search_path` precedes it; pg_stat_archiver's row is a second one when backups exist and the
+server archives WAL (operations/pitr.py judges it). Nothing is kept between calls: the snapshot
+table is the one truth every process reads. tests/operations/test_health_queries.py counts them."""
 
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.migrations.loader import MigrationLoader
 from django.utils import timezone
 
-from operations.backups import newest_backup_status
+from operations.backups import newest_backup_status, schema_free_cursor, status_rows_sql
 from operations.schedules import ScheduleSpec, schedule_register
 
 # Worker refresh period: the delay within which a hand-edited django_migrations shows.
@@ -199,18 +205,62 @@ def pending_migrations_for(schemas: list[str]) -> dict[str, list[str]]:
     return {schema: behind.get(schema, []) for schema in schemas}
 
 
+@dataclass
+class _Live:
+    """What a /health call reads, all in one statement (_live_read)."""
+
+    snapshot: dict[str, tuple[dict, datetime]]
+    beat_at: datetime | None
+    backups: dict  # operations.backups.status_rows_sql()'s row
+
+
+def _live_read() -> _Live:
+    """The snapshot rows, the newest heartbeat and the backup status's rows in one round trip,
+    every table named with its schema (no `SET search_path` first). One output row per snapshot
+    row (one with NULL snapshot columns when it is empty), the rest repeated on each."""
+    from operations.models import HealthSnapshot, WorkerHeartbeat
+
+    qn = connection.ops.quote_name
+    public = qn(settings.PUBLIC_SCHEMA_NAME)
+    status_sql, params = status_rows_sql()
+    sql = (
+        f"SELECT s.name AS snapshot_name, s.result AS snapshot_result, "
+        f"s.checked_at AS snapshot_checked_at, "
+        f"(SELECT max(beat_at) FROM {public}.{qn(WorkerHeartbeat._meta.db_table)}) AS beat_at, "
+        f"st.* FROM ({status_sql}) st "
+        f"LEFT JOIN {public}.{qn(HealthSnapshot._meta.db_table)} s ON true"
+    )
+    result_field = HealthSnapshot._meta.get_field("result")
+    with schema_free_cursor() as cursor:
+        cursor.execute(sql, params)
+        names = [column.name for column in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    first = rows[0]
+    snapshot = {
+        row["snapshot_name"]: (
+            result_field.from_db_value(row["snapshot_result"], None, connection),
+            row["snapshot_checked_at"],
+        )
+        for row in rows
+        if row["snapshot_name"] is not None
+    }
+    return _Live(snapshot=snapshot, beat_at=first["beat_at"], backups=first)
+
+
 def health_report() -> HealthReport:
+    """One statement when the snapshot is current (the worker keeps it so), plus the WAL
+    archiver's row when backups exist and the server archives: the database check is that
+    statement answering."""
     report = HealthReport()
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        report.checks["database"] = {"ok": True}
+        live = _live_read()
     except DatabaseError as err:
         report.checks["database"] = {"ok": False, "error": str(err).strip()[:200]}
         report.failing.append("database")
         return report
+    report.checks["database"] = {"ok": True}
 
-    snapshot = _snapshot_fresh()
+    snapshot = live.snapshot if _snapshot_current(live.snapshot) else _snapshot_fresh()
     now = timezone.now()
     for name in ["migrations", *_APP_CHECKS]:
         result, checked_at = snapshot[name]
@@ -224,11 +274,11 @@ def health_report() -> HealthReport:
         if not result["ok"]:
             report.failing.append(name)
 
-    report.checks["worker"] = _worker_check()
+    report.checks["worker"] = _worker_check(live.beat_at)
     if not report.checks["worker"]["ok"] and settings.HEALTH_REQUIRE_WORKER:
         report.failing.append("worker")
 
-    backups = newest_backup_status()
+    backups = newest_backup_status(live.backups)
     if backups is not None:
         report.checks["backups"] = backups
         if not backups["ok"]:
@@ -250,17 +300,14 @@ def _pending_shown(result: dict) -> dict:
     )
 
 
-def _worker_check() -> dict:
-    from operations.models import WorkerHeartbeat
-
-    beat = WorkerHeartbeat.objects.order_by("-beat_at").first()
-    if beat is None:
+def _worker_check(beat_at: datetime | None) -> dict:
+    if beat_at is None:
         return {"ok": False, "last_heartbeat": None, "message": "no worker heartbeat recorded yet"}
-    age = (timezone.now() - beat.beat_at).total_seconds()
+    age = (timezone.now() - beat_at).total_seconds()
     ok = age <= settings.WORKER_HEARTBEAT_MAX_AGE_SECONDS
     return {
         "ok": ok,
-        "last_heartbeat": beat.beat_at.isoformat(),
+        "last_heartbeat": beat_at.isoformat(),
         "age_seconds": round(age, 1),
         **(
             {}
