@@ -134,11 +134,13 @@ class NotUtf8(ValueError):
     """The file is not UTF-8 text; the message says where (a byte offset in the file)."""
 
 
-def file_digest(path: str | Path) -> tuple[str, bool]:
-    """(SHA-256 of the text, whether it holds a NUL) of a UTF-8 file, read in 1 MB chunks. The
-    digest is of the text without a leading BOM, as before the streaming import, so a file
-    imported then is still recognised. Raises NotUtf8."""
-    digest, has_nul = hashlib.sha256(), False
+def file_digest(path: str | Path) -> tuple[str, bool, bool]:
+    """(SHA-256 of the text, whether it holds a NUL, whether it is plain) of a UTF-8 file, read
+    in 1 MB chunks. The digest is of the text without a leading BOM, as before the streaming
+    import, so a file imported then is still recognised. Plain: no double quote, carriage return
+    or NUL, so each line is one row and its cells are what is between commas (_plain_cells).
+    Raises NotUtf8."""
+    digest, has_nul, plain = hashlib.sha256(), False, True
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     with open(path, "rb") as f:
@@ -157,13 +159,14 @@ def file_digest(path: str | Path) -> tuple[str, bool]:
                 ) from None
             digest.update(chunk)
             has_nul = has_nul or b"\x00" in chunk
+            plain = plain and b'"' not in chunk and b"\r" not in chunk
             offset += len(chunk)
             chunk = f.read(READ_CHUNK)
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as err:
             raise NotUtf8(f"the file ends inside a character: {err.reason}") from None
-    return digest.hexdigest(), has_nul
+    return digest.hexdigest(), has_nul, plain and not has_nul
 
 
 def ledger_import_csv(
@@ -183,12 +186,13 @@ def ledger_import_csv(
         raise TypeError("ledger_import_csv needs one of text= and path=")
     started = time.monotonic()
     if path is not None:
-        digest, odd_text = file_digest(path)
+        digest, odd_text, plain = file_digest(path)
     else:
         encoded = text.encode("utf-8", "surrogatepass")
         digest = hashlib.sha256(encoded).hexdigest()
         # NUL or lone surrogates: the parse pass then looks at every cell (slow path).
         odd_text = "\x00" in text or not utf8_encodable(text)
+        plain = not odd_text and '"' not in text and "\r" not in text
     result = ImportResult(sha256=digest)
     mark = result.step("hash", started)
     key = import_key(digest=digest, batch_key=batch_key)
@@ -203,9 +207,9 @@ def ledger_import_csv(
             cursor.execute("SET LOCAL TIME ZONE 'UTC'")
             if path is not None:
                 with open(path, encoding="utf-8-sig", newline="") as stream:
-                    staged = _stage(cursor, stream, odd_text)
+                    staged = _stage(cursor, stream, odd_text, plain)
             else:
-                staged = _stage(cursor, io.StringIO(text, newline=""), odd_text)
+                staged = _stage(cursor, io.StringIO(text, newline=""), odd_text, plain)
             result.rows = staged
             mark = result.step("stage", mark)
             _check(cursor)
@@ -281,10 +285,12 @@ def _ledger_foreign_keys(cursor) -> str:
 # --- the parse pass: CSV → staging table --------------------------------------------------
 
 
-def _stage(cursor, stream, odd_text: bool) -> int:
+def _stage(cursor, stream, odd_text: bool, plain: bool = False) -> int:
     """Parse the CSV and COPY its rows into imp_rows; returns how many. Header problems and a
     file with no rows raise here; row problems the parse finds (a malformed CSV, too many
-    values, NUL characters) are kept in `cursor.import_problems` for _check."""
+    values, NUL characters) are kept in `cursor.import_problems` for _check. A plain file
+    (file_digest) is split by _plain_cells, which reads it as the csv module does, twice as
+    fast, and its rows are sent as COPY text lines, not one write_row call each."""
     problems = _Problems()
     cursor.import_problems = problems
     reader = csv.reader(stream)
@@ -299,31 +305,34 @@ def _stage(cursor, stream, odd_text: bool) -> int:
     previous_end = reader.line_num
     # The psycopg cursor: django-tenants has set its search_path to the tenant.
     with cursor.cursor.copy(copy_sql) as copy:
-        write = copy.write_row
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as err:
-                problems.add(previous_end + 1, None, f"the CSV is malformed: {err}")
-                malformed = 1
-                break
-            line, previous_end = previous_end + 1, reader.line_num
-            if not cells or cells == [""]:
-                continue  # blank line
-            if len(cells) != width:
-                cells = _fit(line, cells, width, problems)
-                if cells is None:  # too many values: not checked further
-                    write([""] * width + [line, 2])
-                    staged += 1
-                    continue
-            values = [c.strip() for c in cells]
-            bad = _odd_cells(line, values, names, problems) if odd_text else 0
-            values.append(line)
-            values.append(bad)
-            write(values)
-            staged += 1
+        if plain:
+            staged, malformed = _stage_plain(copy.write, stream, previous_end, width, problems)
+        else:
+            write = copy.write_row
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as err:
+                    problems.add(previous_end + 1, None, f"the CSV is malformed: {err}")
+                    malformed = 1
+                    break
+                line, previous_end = previous_end + 1, reader.line_num
+                if not cells or cells == [""]:
+                    continue  # blank line
+                if len(cells) != width:
+                    cells = _fit(line, cells, width, problems)
+                    if cells is None:  # too many values: not checked further
+                        write([""] * width + [line, 2])
+                        staged += 1
+                        continue
+                values = [c.strip() for c in cells]
+                bad = _odd_cells(line, values, names, problems) if odd_text else 0
+                values.append(line)
+                values.append(bad)
+                write(values)
+                staged += 1
     cursor.import_malformed = malformed
     if not staged and not problems:
         raise ValidationFailed(
@@ -331,6 +340,51 @@ def _stage(cursor, stream, odd_text: bool) -> int:
         )
     cursor.execute("ANALYZE imp_rows")
     return staged
+
+
+def _plain_cells(raw: str) -> list[str]:
+    """A line of a plain file (no quote, CR or NUL) as csv.reader reads it: split at commas."""
+    return raw[:-1].split(",") if raw.endswith("\n") else raw.split(",")
+
+
+TAB = "\t"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t"})  # no \n or \r in a plain file
+
+
+def _stage_plain(write, stream, line: int, width: int, problems: _Problems) -> tuple[int, int]:
+    """_stage's loop for a plain file: the same rows, lines and problems, as COPY text.
+    Returns (rows staged, 1 if the file is malformed: a cell over the csv module's limit)."""
+    staged, lines, malformed = 0, [], 0
+    too_many = "\t" * width  # width empty cells, then line and bad (2: not checked further)
+    limit = csv.field_size_limit()
+    for raw in stream:
+        line += 1
+        cells = _plain_cells(raw)
+        if len(raw) > limit and any(len(c) > limit for c in cells):
+            problems.add(
+                line, None, f"the CSV is malformed: field larger than field limit ({limit})"
+            )
+            malformed = 1
+            break
+        if cells == [""]:
+            continue  # blank line
+        if len(cells) != width:
+            cells = _fit(line, cells, width, problems)
+            if cells is None:
+                lines.append(f"{too_many}{line}\t2\n")
+                staged += 1
+                continue
+        if "\\" in raw or "\t" in raw:
+            cells = [c.strip().translate(_COPY_ESCAPES) for c in cells]
+        else:
+            cells = [c.strip() for c in cells]
+        lines.append(f"{TAB.join(cells)}\t{line}\t0\n")
+        staged += 1
+        if len(lines) >= 2000:
+            write("".join(lines))
+            lines.clear()
+    write("".join(lines))
+    return staged, malformed
 
 
 def _fit(line: int, cells: list[str], width: int, problems: _Problems) -> list[str] | None:
