@@ -411,13 +411,11 @@ def status_rows_sql() -> tuple[str, list]:
                nb.remote_status AS newest_remote_status, nb.remote_error AS newest_remote_error,
                nb.remote_key AS newest_remote_key,
                nb.remote_verified_at AS newest_remote_verified_at,
-               EXISTS (SELECT FROM {backups}) AS any_backup,
                (SELECT started_at FROM {backups} ORDER BY started_at, id LIMIT 1)
                    AS first_backup_at,
                lc.ok AS check_ok, lc.message AS check_message, lc.checked_at AS check_at,
                (SELECT started_at FROM {drills} WHERE ok ORDER BY started_at DESC, id DESC
                 LIMIT 1) AS good_drill_at,
-               EXISTS (SELECT FROM {drills}) AS any_drill,
                ld.ok AS drill_ok, ld.message AS drill_message, ld.started_at AS drill_at,
                ld.duration_seconds AS drill_seconds,
                current_setting('archive_mode') AS archive_mode
@@ -452,7 +450,7 @@ def newest_backup_status(rows: dict | None = None) -> dict | None:
     else:
         archive_mode = rows["archive_mode"]
     if rows["newest_file_name"] is None:
-        if not rows["any_backup"]:
+        if rows["first_backup_at"] is None:  # no backup at all, failed or pruned included
             return None
         return {"ok": False, "newest": None, "message": "no successful backup"}
     problems = []
@@ -476,7 +474,8 @@ def newest_backup_status(rows: dict | None = None) -> dict | None:
     ):
         problems.append(f"backup monitor: {rows['check_message']}")
     drill_ok, drill_message = _drill_verdict(
-        rows["good_drill_at"], lambda: _drills_required(rows["any_drill"], rows["first_backup_at"])
+        rows["good_drill_at"],
+        lambda: _drills_required(rows["drill_at"] is not None, rows["first_backup_at"]),
     )
     if not drill_ok:
         problems.append(drill_message)
