@@ -420,12 +420,14 @@ def status_rows_sql() -> tuple[str, list]:
                ld.duration_seconds AS drill_seconds,
                current_setting('archive_mode') AS archive_mode
           FROM (VALUES (1)) AS one (x)
-          LEFT JOIN LATERAL (SELECT * FROM {backups} WHERE status = %s
+          LEFT JOIN LATERAL (SELECT file_name, started_at, finished_at, size_bytes,
+                                    remote_status, remote_error, remote_key, remote_verified_at
+                               FROM {backups} WHERE status = %s
                               ORDER BY started_at DESC, id DESC LIMIT 1) nb ON true
-          LEFT JOIN LATERAL (SELECT * FROM {checks} ORDER BY checked_at DESC, id DESC LIMIT 1)
-                    lc ON true
-          LEFT JOIN LATERAL (SELECT * FROM {drills} ORDER BY started_at DESC, id DESC LIMIT 1)
-                    ld ON true"""
+          LEFT JOIN LATERAL (SELECT ok, message, checked_at FROM {checks}
+                              ORDER BY checked_at DESC, id DESC LIMIT 1) lc ON true
+          LEFT JOIN LATERAL (SELECT ok, message, started_at, duration_seconds FROM {drills}
+                              ORDER BY started_at DESC, id DESC LIMIT 1) ld ON true"""
     return sql, [BackupRecord.Status.OK.value]
 
 
