@@ -681,6 +681,7 @@ def import_(url: str, p: Params) -> dict:
             timings[name] = (copied - started, time.perf_counter() - copied)
             conn.autocommit = True
         conn.execute("DROP TABLE public.scale_plain_ledger")
+    bulk_s, bulk_mode = _bulk_copy(url, data, columns, imported)
     _import_reset(url, catalogue=True)
     bare = sum(timings["ledger"])
     plain = sum(timings["plain"])
@@ -699,7 +700,33 @@ def import_(url: str, p: Params) -> dict:
         "bare_copy_commit_s": round(timings["ledger"][1], 1),
         "plain_copy_s": round(plain, 1),
         "plain_copy_rows_per_s": round(imported / plain),
+        "bulk_copy_s": round(bulk_s, 1),
+        "bulk_copy_rows_per_s": round(imported / bulk_s),
+        "bulk_copy_mode": bulk_mode,
     }
+
+
+def _bulk_copy(url: str, data: bytes, columns: str, rows: int) -> tuple[float, str]:
+    """The same COPY into the emptied ledger the way the import bulk loads it (indexes and
+    foreign keys dropped, then rebuilt: inventory/services/ledger_bulk_load.py), one
+    transaction: what any import by that path must at least pay, with no check at all."""
+    from django.db import connection, transaction
+    from django_tenants.utils import schema_context
+
+    from inventory.services.ledger_bulk_load import ledger_bulk_load_finish, ledger_bulk_load_start
+
+    _import_reset(url, catalogue=False)
+    with schema_context(IMPORT_SCHEMA):
+        started = time.perf_counter()
+        with transaction.atomic(), connection.cursor() as cursor:
+            load = ledger_bulk_load_start(cursor, rows)
+            with cursor.cursor.copy(f"COPY inventory_ledger ({columns}) FROM STDIN") as copy:
+                for k in range(0, len(data), 1 << 20):
+                    copy.write(data[k : k + (1 << 20)])
+            if load is not None:
+                ledger_bulk_load_finish(cursor, load)
+        seconds = time.perf_counter() - started
+    return seconds, "bulk" if load is not None else "online"
 
 
 def health(url: str, requests: int) -> dict:
@@ -1025,10 +1052,10 @@ def _rows(r: dict) -> list[tuple]:
         i = r["import"]
         out += [
             (f"(4) import_ledger, {i['rows']:,} rows [{i['steps']['mode']}]", i["rows_per_s"],
-             "rows/s", ">= 100,000", ok(i["rows_per_s"] >= 100_000), "bare COPY into the ledger",
-             f"{i['bare_copy_rows_per_s']:,} rows/s"),
+             "rows/s", ">= 100,000", ok(i["rows_per_s"] >= 100_000),
+             f"bare COPY, {i['bulk_copy_mode']}-loaded", f"{i['bulk_copy_rows_per_s']:,} rows/s"),
             ("(4) import_ledger --online (through the indexes)", i["online_rows_per_s"], "rows/s",
-             "", "", "", ""),
+             "", "", "bare COPY into the ledger", f"{i['bare_copy_rows_per_s']:,} rows/s"),
             ("(4) import_ledger peak RSS", i["peak_rss_mb"], "MB", "< 300 MB",
              ok(i["peak_rss_mb"] < 300), "bare COPY into a plain table",
              f"{i['plain_copy_rows_per_s']:,} rows/s"),
