@@ -273,12 +273,16 @@ def build_fleet(url: str, p: Params, log) -> None:
 
 
 def import_csv_path(p: Params) -> Path:
-    return BASE_DIR / "var" / "bench" / f"scale_import_{p.import_rows}.csv"
+    # v2: each row its own occurred_at, as an export of real movements has (the first file gave
+    # every row the same one)
+    return BASE_DIR / "var" / "bench" / f"scale_import_{p.import_rows}_v2.csv"
 
 
 def build_import_file(p: Params, log) -> Path:
     """The import file: import_rows rows over 2,000 SKUs x 10 locations (created by the first
     import), receipts and issues, one second apart."""
+    from datetime import UTC, datetime, timedelta
+
     path = import_csv_path(p)
     if path.exists():
         return path
@@ -286,12 +290,11 @@ def build_import_file(p: Params, log) -> Path:
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w") as f:
         f.write("sku,unit,location,qty,kind,occurred_at,reference\n")
+        start = datetime(2024, 1, 1, tzinfo=UTC)
         for r in range(p.import_rows):
             qty, kind = ("-1.5", "issue") if r % 10 < 4 else ("2.25", "receipt")
-            f.write(
-                f"IMP-{(r * 7) % 2000:05d},ea,WH-{r % 10:02d},{qty},{kind},"
-                f"2024-01-01T00:00:00Z,r{r}\n"
-            )
+            at = (start + timedelta(seconds=r)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            f.write(f"IMP-{(r * 7) % 2000:05d},ea,WH-{r % 10:02d},{qty},{kind},{at},r{r}\n")
     tmp.rename(path)
     log(f"scale: import file {path.name} written")
     return path

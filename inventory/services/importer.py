@@ -25,6 +25,7 @@ import hashlib
 import io
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -46,6 +47,7 @@ from inventory.services.ledger_rows import (
     text_problem,
     utf8_encodable,
 )
+from inventory.services.quantities import MAX_INTEGER_DIGITS
 from inventory.services.stock_policy import refusal_from
 
 REQUIRED, OPTIONAL = sql.REQUIRED, sql.OPTIONAL
@@ -210,7 +212,7 @@ def ledger_import_csv(
                     staged = _stage(cursor, stream, odd_text, plain)
             else:
                 staged = _stage(cursor, io.StringIO(text, newline=""), odd_text, plain)
-            result.rows = staged
+            result.rows = cursor.import_rows = staged
             mark = result.step("stage", mark)
             _check(cursor)
             mark = result.step("check", mark)
@@ -506,6 +508,13 @@ def _check_balances_fit(cursor) -> None:
     limit = balance_qty_limit()
     if limit is None:
         return  # no balance table (rolled back) or an unbounded numeric: nothing to sum
+    # Each row's |qty| is below 10^MAX_INTEGER_DIGITS: when even the largest balance plus every
+    # row at that bound stays below the limit, no key can reach it, and the file need not be
+    # summed per key (0.4-0.6 s for 10^6 rows; NUMERIC(38,6) balances leave 10^32).
+    cursor.execute("SELECT coalesce(max(abs(qty_canonical)), 0) FROM inventory_balances")
+    largest = cursor.fetchone()[0]
+    if largest + cursor.import_rows * Decimal(10) ** MAX_INTEGER_DIGITS < limit:
+        return
     problems = _Problems()
     cursor.execute(sql.BALANCES_BEYOND, {"limit": limit})
     lines = set()

@@ -10,11 +10,13 @@ from operations.tasks import worker_heartbeat
 
 @pytest.fixture(autouse=True)
 def _no_snapshot_left_by_another_test(django_db_blocker):
-    # A committing test elsewhere may leave a current snapshot of its own state behind.
+    # A committing test elsewhere may leave a current snapshot of its own state behind, and a
+    # worker process another test started (make run, make serve) its heartbeat.
     from operations.models import HealthSnapshot
 
     with django_db_blocker.unblock():
         HealthSnapshot.objects.all().delete()
+        WorkerHeartbeat.objects.all().delete()
 
 
 @pytest.mark.django_db
