@@ -39,7 +39,11 @@ from inventory.models import Posting, Unit
 from inventory.services import importer_sql as sql
 from inventory.services.catalog import code_problem, expiry_date_problem
 from inventory.services.errors import AlreadyImported, ValidationFailed
-from inventory.services.ledger_bulk_load import ledger_bulk_load_finish, ledger_bulk_load_start
+from inventory.services.ledger_bulk_load import (
+    ledger_bulk_load_finish,
+    ledger_bulk_load_start,
+    ledger_ids_reserve,
+)
 from inventory.services.ledger_rows import (
     CheckedRow,
     LedgerRowInput,
@@ -227,6 +231,7 @@ def ledger_import_csv(
             bulk = ledger_bulk_load_start(cursor, staged, online=online)
             result.mode = "bulk" if bulk else "online"
             deferred = "" if bulk else _ledger_foreign_keys(cursor)
+            id_base = _ids_by_line(cursor) if bulk else None
             if deferred:
                 cursor.execute(f"SET CONSTRAINTS {deferred} IMMEDIATE")
             try:
@@ -234,6 +239,7 @@ def ledger_import_csv(
                     cursor.execute(
                         sql.INSERT_LEDGER_BULK if bulk else sql.INSERT_LEDGER,
                         {
+                            "id_base": id_base,
                             "now": timezone.now(),
                             "recorded_at": timezone.now(),
                             "recorded_by": f"import:{source}"[:200],
@@ -271,6 +277,14 @@ def ledger_import_csv(
     result.step("commit", mark)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _ids_by_line(cursor) -> int:
+    """For the bulk load: the id base that gives each row the id base + its line number, from a
+    block reserved for lines 2 (the first after the header) to the last."""
+    cursor.execute("SELECT max(line) FROM imp_rows")
+    last_line = cursor.fetchone()[0]
+    return ledger_ids_reserve(cursor, last_line - 1) - 1
 
 
 def _ledger_foreign_keys(cursor) -> str:

