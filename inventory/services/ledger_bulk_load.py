@@ -27,7 +27,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import OperationalError, transaction
 
-LOCK_NOT_AVAILABLE = "55P03"
+# The lock not granted within the timeout, or a deadlock with a session that holds the ledger
+# and waits for a catalogue row this import wrote: either way, write online instead.
+LOCK_NOT_AVAILABLE, DEADLOCK_DETECTED = "55P03", "40P01"
 
 # Secondary indexes not backing a constraint (the primary key stays: the identity column's
 # values are checked by it as the rows go in), with the statement that builds each.
@@ -91,7 +93,7 @@ def ledger_bulk_load_start(cursor, rows: int, *, online: bool = False) -> Ledger
     except _WriteOnline:
         return None
     except OperationalError as err:
-        if getattr(err.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+        if getattr(err.__cause__, "sqlstate", None) not in (LOCK_NOT_AVAILABLE, DEADLOCK_DETECTED):
             raise
         return None
     return LedgerBulkLoad(indexes=indexes, foreign_keys=foreign_keys)
