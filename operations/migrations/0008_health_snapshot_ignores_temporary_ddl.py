@@ -3,7 +3,11 @@ import creates and drops staging tables (inventory/services/importer_sql.py), an
 the snapshot, so under imports /health recomputed the per-organisation checks (every schema's
 django_migrations) over and over. A temporary table is nothing /health reports on; a command
 that names no object at all still empties the snapshot, as before. A DROP is judged by the
-sql_drop trigger alone (ddl_command_end lists no objects for it)."""
+sql_drop trigger alone (ddl_command_end lists no objects for it). And the snapshot rows another
+transaction holds are skipped, not waited for: two organisations' bulk imports (each drops and
+rebuilds its ledger's indexes) no longer run one after the other. What is skipped is either being
+deleted by that transaction or rewritten by a refresh (the worker's, each minute), so the
+snapshot is at worst a refresh behind, as with a hand-edited django_migrations."""
 
 from django.db import migrations
 
@@ -33,8 +37,13 @@ BEGIN
         RETURN;
       END IF;
       -- A restore (pg_restore --clean) drops the table itself: DDL must never fail here.
+      -- SKIP LOCKED: rows another transaction holds are being deleted by its own DDL or
+      -- rewritten by a refresh; waiting for it would make every DDL in the database (an
+      -- import's bulk load in one organisation) wait for every other one's COMMIT.
       IF to_regclass('public.operations_health_snapshot') IS NOT NULL THEN
-        DELETE FROM public.operations_health_snapshot;
+        DELETE FROM public.operations_health_snapshot
+         WHERE name IN (SELECT name FROM public.operations_health_snapshot
+                         FOR UPDATE SKIP LOCKED);
       END IF;
     END $f$;
   END IF;

@@ -4,6 +4,8 @@ real object (the snapshot may no longer say what the catalogue says), never a te
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -66,3 +68,33 @@ def test_disabling_the_balance_trigger_empties_the_snapshot(snapshot):
             "ALTER TABLE acme.inventory_ledger DISABLE TRIGGER inventory_ledger_balance_trigger"
         )
     assert rows() == 0
+
+
+def test_ddl_in_two_organisations_at_once_does_not_wait_for_the_other(committed):
+    """Each DDL empties the snapshot; a second one while the first is uncommitted skips the rows
+    the first holds instead of waiting for its COMMIT (two bulk imports, each rebuilding its
+    ledger's indexes, ran one after the other). Both still leave the snapshot empty."""
+    first, second = committed.connect("acme"), committed.connect("globex", autocommit=True)
+    try:
+        first.execute(
+            "INSERT INTO public.operations_health_snapshot (name, result, checked_at) "
+            "VALUES ('migrations', '{}', now()), ('balances', '{}', now())"
+        )
+        first.commit()
+        first.execute("CREATE TABLE acme.health_probe_a (a int)")  # deletes, holds the rows
+        second.execute("SET statement_timeout = '5s'")
+        started = time.monotonic()
+        second.execute("CREATE TABLE globex.health_probe_b (a int)")
+        assert time.monotonic() - started < 2
+        first.commit()
+        assert (
+            first.execute("SELECT count(*) FROM public.operations_health_snapshot").fetchone()[0]
+            == 0
+        )
+    finally:
+        first.rollback()
+        first.execute("DROP TABLE IF EXISTS acme.health_probe_a")
+        first.commit()
+        second.execute("DROP TABLE IF EXISTS globex.health_probe_b")
+        first.close()
+        second.close()
