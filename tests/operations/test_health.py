@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from operations.models import WorkerHeartbeat
 from operations.tasks import worker_heartbeat
+from tests.operations.fake_orgs import fake_organisations_create
 
 
 @pytest.fixture(autouse=True)
@@ -59,7 +60,9 @@ def test_it_names_at_most_twenty_schemas_behind_and_counts_them_all(api, monkeyp
     import operations.health as health
 
     behind = {f"org_{n:04}": ["inventory.0009_x"] for n in range(1000)}
-    snapshot = {"migrations": ({"ok": False, "schemas_checked": 1000, "pending": behind}, timezone.now())}
+    snapshot = {
+        "migrations": ({"ok": False, "schemas_checked": 1000, "pending": behind}, timezone.now())
+    }
     monkeypatch.setattr(health, "_APP_CHECKS", {})
     monkeypatch.setattr(health, "_snapshot_fresh", lambda: snapshot)
     worker_heartbeat()
@@ -251,19 +254,7 @@ def test_it_costs_the_same_queries_and_locks_with_62_organisations_as_with_2(com
     try:
         health_snapshot_refresh()
         queries_3, locks_3, _ = _health_cost(api)
-        with connection.cursor() as cursor:
-            for schema in fakes:
-                # Inactive organisations with a migrated-looking schema: what the per-schema
-                # checks read (django_migrations), without 60 real migrations.
-                cursor.execute(
-                    f'CREATE SCHEMA "{schema}"; '
-                    f'CREATE TABLE "{schema}".django_migrations AS TABLE acme.django_migrations'
-                )
-                org = Organization(
-                    slug=schema.replace("_", "-"), name=schema, schema_name=schema, is_active=False
-                )
-                org.auto_create_schema = False
-                org.save()
+        fake_organisations_create(fakes)
         health_snapshot_refresh()
         assert (
             api.get("/health").json()["migrations"]["schemas_checked"] == 63

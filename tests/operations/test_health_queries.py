@@ -14,6 +14,7 @@ from django.utils import timezone
 from operations.health import health_snapshot_refresh
 from operations.models import BackupCheck, BackupRecord, RestoreDrill
 from operations.tasks import worker_heartbeat
+from tests.operations.fake_orgs import fake_organisations_create
 
 
 def _archiving() -> bool:
@@ -41,23 +42,8 @@ def _backups_present() -> BackupRecord:
 
 
 def _more_organisations(count: int) -> None:
-    """Inactive organisations with a migrated-looking schema (what the snapshot's checks read),
-    without `count` real migrations; rolled back with the test."""
-    from tenants.models import Organization
-
-    connection.set_schema_to_public()  # a request on a tenant host left it in that schema
-    with connection.cursor() as cursor:
-        for n in range(count):
-            schema = f"hq_extra_{n:02d}"
-            cursor.execute(
-                f'CREATE SCHEMA "{schema}"; '
-                f'CREATE TABLE "{schema}".django_migrations AS TABLE acme.django_migrations'
-            )
-            org = Organization(
-                slug=schema.replace("_", "-"), name=schema, schema_name=schema, is_active=False
-            )
-            org.auto_create_schema = False
-            org.save()
+    """Rolled back with the test."""
+    fake_organisations_create([f"hq_extra_{n:02d}" for n in range(count)])
 
 
 @pytest.mark.django_db
