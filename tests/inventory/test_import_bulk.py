@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 from django.test import override_settings
+from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from inventory.services.importer import ledger_import_csv
@@ -212,3 +213,45 @@ def test_a_posting_during_a_bulk_load_waits_and_then_lands(committed, tmp_path):
     assert count_rows("acme", "inventory_ledger") == 3001
     assert ledger_definition("acme") == before
     assert balance_mismatches("acme") == []
+
+
+def test_two_organisations_bulk_load_at_once(committed, tmp_path):
+    """Acme's bulk load still uncommitted (its ledger's indexes dropped and rebuilt, its DDL
+    having emptied the health snapshot): globex's bulk load runs to the end meanwhile instead of
+    waiting for acme's COMMIT. Both commit whole."""
+    from django.db import connections, transaction
+
+    from operations.models import HealthSnapshot
+
+    HealthSnapshot.objects.all().delete()
+    HealthSnapshot.objects.create(name="migrations", result={"ok": True}, checked_at=timezone.now())
+    paths = {s: write(tmp_path, HEADER + rows(400), f"{s}.csv") for s in ("acme", "globex")}
+    acme_done, release, results = threading.Event(), threading.Event(), {}
+
+    def acme_import():
+        try:
+            with override_settings(IMPORT_BULK_MIN_ROWS=100), transaction.atomic():
+                with schema_context("acme"):
+                    results["acme"] = ledger_import_csv(path=paths["acme"]).mode
+                acme_done.set()
+                release.wait(30)  # acme's transaction stays open until globex is done
+        finally:
+            acme_done.set()
+            connections.close_all()
+
+    thread = threading.Thread(target=acme_import)
+    thread.start()
+    try:
+        assert acme_done.wait(30) and results.get("acme") == "bulk"
+        started = time.monotonic()
+        with override_settings(IMPORT_BULK_MIN_ROWS=100), schema_context("globex"):
+            results["globex"] = ledger_import_csv(path=paths["globex"]).mode
+        globex_seconds = time.monotonic() - started
+    finally:
+        release.set()
+        thread.join(30)
+    assert results == {"acme": "bulk", "globex": "bulk"}
+    assert globex_seconds < 5  # it would have waited for acme's 30 s
+    assert count_rows("acme", "inventory_ledger") == count_rows("globex", "inventory_ledger") == 400
+    assert balance_mismatches("acme") == [] and balance_mismatches("globex") == []
+    assert HealthSnapshot.objects.count() == 0
