@@ -62,15 +62,19 @@ def ledger_bulk_load_start(cursor, rows: int, *, online: bool = False) -> Ledger
     change nothing and return None (write through the indexes)."""
     if online or rows < settings.IMPORT_BULK_MIN_ROWS:
         return None
+    # Counted first without the lock (a plain read blocks nobody): a ledger already holding the
+    # file's rows or more is not locked at all. Counting stops at `rows`, so a large ledger is
+    # not read through. (The statistics' row counts would be cheaper but can say more rows than
+    # there are: an index build's count in pg_class survives its rollback.)
+    if _ledger_rows_upto(cursor, rows) >= rows:
+        return None
     try:
         # A savepoint: a lock not granted in time, or a ledger too large, is rolled back to it,
         # which also releases the lock.
         with transaction.atomic():
             cursor.execute(f"SET LOCAL lock_timeout = {int(settings.IMPORT_BULK_LOCK_TIMEOUT_MS)}")
             cursor.execute("LOCK TABLE inventory_ledger IN ACCESS EXCLUSIVE MODE")
-            # Counting stops at `rows`: a large ledger is not read through.
-            cursor.execute("SELECT count(*) FROM (SELECT FROM inventory_ledger LIMIT %s) s", [rows])
-            if cursor.fetchone()[0] >= rows:
+            if _ledger_rows_upto(cursor, rows) >= rows:  # again: rows may have come meanwhile
                 raise _WriteOnline
             cursor.execute(_INDEXES)
             indexes = [(name, create) for name, create in cursor.fetchall()]
@@ -113,6 +117,11 @@ def ledger_bulk_load_finish(cursor, load: LedgerBulkLoad) -> None:
             )
         )
     cursor.execute("SET LOCAL maintenance_work_mem TO DEFAULT")
+
+
+def _ledger_rows_upto(cursor, rows: int) -> int:
+    cursor.execute("SELECT count(*) FROM (SELECT FROM inventory_ledger LIMIT %s) s", [rows])
+    return cursor.fetchone()[0]
 
 
 class _WriteOnline(Exception):

@@ -255,3 +255,39 @@ def test_two_organisations_bulk_load_at_once(committed, tmp_path):
     assert count_rows("acme", "inventory_ledger") == count_rows("globex", "inventory_ledger") == 400
     assert balance_mismatches("acme") == [] and balance_mismatches("globex") == []
     assert HealthSnapshot.objects.count() == 0
+
+
+def test_a_larger_ledger_is_not_locked_at_all(committed, tmp_path):
+    """A ledger already holding more rows than the file: the import goes online without
+    asking for the ledger's lock: a reader holding the ledger is not even queued
+    behind it (the lock's timeout here is 20 s; the import takes well under that)."""
+    setup = committed.connect("acme")
+    setup.execute(
+        "INSERT INTO inventory_items (sku, name, unit, is_active, created_at) "
+        "VALUES ('BIG-1', 'Big', 'ea', true, now())"
+    )
+    setup.execute(
+        "INSERT INTO inventory_locations (code, name, site, is_active) VALUES ('BIG', 'Big', '', true)"
+    )
+    setup.execute(
+        "INSERT INTO inventory_ledger (item_id, location_id, qty_canonical, kind, reference, "
+        "occurred_at, recorded_at, recorded_by) SELECT i.id, l.id, 1, 'receipt', '', now(), "
+        "now(), '' FROM inventory_items i, inventory_locations l, generate_series(1, 500) "
+        "WHERE i.sku = 'BIG-1' AND l.code = 'BIG'"
+    )
+    setup.commit()
+    setup.close()
+    reader = committed.connect("acme")
+    reader.execute("SELECT count(*) FROM inventory_ledger").fetchone()  # holds ACCESS SHARE
+    try:
+        started = time.monotonic()
+        with override_settings(IMPORT_BULK_MIN_ROWS=100, IMPORT_BULK_LOCK_TIMEOUT_MS=20_000):
+            with schema_context("acme"):
+                result = ledger_import_csv(path=write(tmp_path, HEADER + rows(300)))
+        assert result.mode == "online"
+        assert time.monotonic() - started < 10
+    finally:
+        reader.rollback()
+        reader.close()
+    assert count_rows("acme", "inventory_ledger") == 800
+    assert balance_mismatches("acme") == []
