@@ -76,7 +76,7 @@ class ImportResult:
     sha256: str = ""
     # "bulk": indexes and foreign keys rebuilt after the rows (ledger_bulk_load); "online".
     mode: str = "online"
-    # Seconds per step (hash, stage, check, catalog, insert, commit), for the benchmark.
+    # Seconds per step (hash, stage, check, catalog, insert, [rebuild,] commit), for the benchmark.
     steps: dict[str, float] = field(default_factory=dict)
 
     def step(self, name: str, since: float) -> float:
@@ -255,8 +255,8 @@ def ledger_import_csv(
                 raise refusal from None
             if deferred:
                 cursor.execute(f"SET CONSTRAINTS {deferred} DEFERRED")  # as the caller had
+            mark = result.step("insert", mark)
             if bulk:
-                mark = result.step("insert", mark)
                 ledger_bulk_load_finish(cursor, bulk)
                 mark = result.step("rebuild", mark)
             # ON COMMIT DROP does not fire when the caller's transaction goes on (a test, or
@@ -264,8 +264,6 @@ def ledger_import_csv(
             cursor.execute(f"DROP TABLE {', '.join(sql.TEMP_TABLES)}")
             cursor.execute("SET LOCAL work_mem TO DEFAULT")
             cursor.execute("SET LOCAL TimeZone TO DEFAULT")
-            if not bulk:
-                mark = result.step("insert", mark)
     except (DataError, psycopg.DataError) as err:
         sqlstate = getattr(err, "sqlstate", None) or getattr(err.__cause__, "sqlstate", None)
         if sqlstate == NUMERIC_OUT_OF_RANGE:
