@@ -23,6 +23,7 @@ import codecs
 import csv
 import hashlib
 import io
+import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -39,6 +40,7 @@ from inventory.models import Posting, Unit
 from inventory.services import importer_sql as sql
 from inventory.services.catalog import code_problem, expiry_date_problem
 from inventory.services.errors import AlreadyImported, ValidationFailed
+from inventory.services.importer_direct import NotDirect, ledger_write_direct
 from inventory.services.ledger_bulk_load import (
     ledger_bulk_load_finish,
     ledger_bulk_load_start,
@@ -63,6 +65,8 @@ NUMERIC_OUT_OF_RANGE = "22003"
 READ_CHUNK = 1 << 20  # bytes per read of the hashing pass
 FETCH_SUSPECTS = 500  # suspect rows fetched (and held) at a time
 BOM = codecs.BOM_UTF8
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -140,13 +144,13 @@ class NotUtf8(ValueError):
     """The file is not UTF-8 text; the message says where (a byte offset in the file)."""
 
 
-def file_digest(path: str | Path) -> tuple[str, bool, bool]:
-    """(SHA-256 of the text, whether it holds a NUL, whether it is plain) of a UTF-8 file, read
-    in 1 MB chunks. The digest is of the text without a leading BOM, as before the streaming
+def file_digest(path: str | Path) -> tuple[str, bool, bool, int]:
+    """(SHA-256 of the text, whether it holds a NUL, whether it is plain, its lines) of a UTF-8
+    file, read in 1 MB chunks. The digest is of the text without a leading BOM, as before the streaming
     import, so a file imported then is still recognised. Plain: no double quote, carriage return
     or NUL, so each line is one row and its cells are what is between commas (_plain_cells).
     Raises NotUtf8."""
-    digest, has_nul, plain = hashlib.sha256(), False, True
+    digest, has_nul, plain, lines, last = hashlib.sha256(), False, True, 0, b"\n"
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset = 0
     with open(path, "rb") as f:
@@ -166,13 +170,15 @@ def file_digest(path: str | Path) -> tuple[str, bool, bool]:
             digest.update(chunk)
             has_nul = has_nul or b"\x00" in chunk
             plain = plain and b'"' not in chunk and b"\r" not in chunk
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
             offset += len(chunk)
             chunk = f.read(READ_CHUNK)
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError as err:
             raise NotUtf8(f"the file ends inside a character: {err.reason}") from None
-    return digest.hexdigest(), has_nul, plain and not has_nul
+    return digest.hexdigest(), has_nul, plain and not has_nul, lines + (last != b"\n")
 
 
 def ledger_import_csv(
@@ -192,8 +198,9 @@ def ledger_import_csv(
         raise TypeError("ledger_import_csv needs one of text= and path=")
     started = time.monotonic()
     if path is not None:
-        digest, odd_text, plain = file_digest(path)
+        digest, odd_text, plain, lines = file_digest(path)
     else:
+        lines = text.count("\n") + 1
         encoded = text.encode("utf-8", "surrogatepass")
         digest = hashlib.sha256(encoded).hexdigest()
         # NUL or lone surrogates: the parse pass then looks at every cell (slow path).
@@ -211,57 +218,17 @@ def ledger_import_csv(
             # checks' safe formats).
             cursor.execute("SET LOCAL work_mem = '256MB'")
             cursor.execute("SET LOCAL TIME ZONE 'UTC'")
-            if path is not None:
-                with open(path, encoding="utf-8-sig", newline="") as stream:
-                    staged = _stage(cursor, stream, odd_text, plain)
-            else:
-                staged = _stage(cursor, io.StringIO(text, newline=""), odd_text, plain)
-            result.rows = cursor.import_rows = staged
-            mark = result.step("stage", mark)
-            _check(cursor)
-            mark = result.step("check", mark)
-            posting = _posting_create(key, digest, staged, source, batch_key, force)
-            result.posting_id = posting.id
-            _create_catalog(cursor, result)
-            mark = result.step("catalog", mark)
-            # The four foreign keys of the ledger are DEFERRABLE INITIALLY DEFERRED: PostgreSQL
-            # checks them row by row at COMMIT, re-reading each new row from a heap that has
-            # long left the buffer cache (18.9 s for 10^6 rows here). At the end of the
-            # statement instead, while the rows are fresh, the same checks took 11.7 s.
-            bulk = ledger_bulk_load_start(cursor, staged, online=online)
-            result.mode = "bulk" if bulk else "online"
-            deferred = "" if bulk else _ledger_foreign_keys(cursor)
-            id_base = _ids_by_line(cursor) if bulk else None
-            if deferred:
-                cursor.execute(f"SET CONSTRAINTS {deferred} IMMEDIATE")
-            try:
-                with transaction.atomic():
-                    cursor.execute(
-                        sql.INSERT_LEDGER_BULK if bulk else sql.INSERT_LEDGER,
-                        {
-                            "id_base": id_base,
-                            "now": timezone.now(),
-                            "recorded_at": timezone.now(),
-                            "recorded_by": f"import:{source}"[:200],
-                            "posting": posting.id,
-                        },
-                    )
-            except (IntegrityError, psycopg.IntegrityError) as err:
-                # The no-negative stock policy refused the INSERT (issue 14): a 409 naming
-                # each key, looked up while the items this import created still exist.
-                refusal = refusal_from(err)
-                if refusal is None:
-                    raise
-                raise refusal from None
-            if deferred:
-                cursor.execute(f"SET CONSTRAINTS {deferred} DEFERRED")  # as the caller had
-            mark = result.step("insert", mark)
-            if bulk:
-                ledger_bulk_load_finish(cursor, bulk)
-                mark = result.step("rebuild", mark)
-            # ON COMMIT DROP does not fire when the caller's transaction goes on (a test, or
-            # a second import in one transaction).
-            cursor.execute(f"DROP TABLE {', '.join(sql.TEMP_TABLES)}")
+
+            def new_posting(count: int) -> Posting:
+                return _posting_create(key, digest, count, source, batch_key, force)
+
+            mark = (
+                _import_direct(cursor, path, lines, new_posting, source, result, mark)
+                if path is not None and plain and not online
+                else None
+            ) or _import_staged(
+                cursor, path, text, odd_text, plain, new_posting, source, online, result, mark
+            )
             cursor.execute("SET LOCAL work_mem TO DEFAULT")
             cursor.execute("SET LOCAL TimeZone TO DEFAULT")
     except (DataError, psycopg.DataError) as err:
@@ -275,6 +242,107 @@ def ledger_import_csv(
     result.step("commit", mark)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _import_staged(cursor, path, text, odd_text, plain, new_posting, source, online, result, mark):
+    """The staged path: COPY into imp_rows, the checks in SQL (and Python on the flagged rows),
+    the catalog, then the ledger in one INSERT ... SELECT. Returns the step clock."""
+    if path is not None:
+        with open(path, encoding="utf-8-sig", newline="") as stream:
+            staged = _stage(cursor, stream, odd_text, plain)
+    else:
+        staged = _stage(cursor, io.StringIO(text, newline=""), odd_text, plain)
+    result.rows = cursor.import_rows = staged
+    mark = result.step("stage", mark)
+    _check(cursor)
+    mark = result.step("check", mark)
+    posting = new_posting(staged)
+    result.posting_id = posting.id
+    _create_catalog(cursor, result)
+    mark = result.step("catalog", mark)
+    # The four foreign keys of the ledger are DEFERRABLE INITIALLY DEFERRED: PostgreSQL
+    # checks them row by row at COMMIT, re-reading each new row from a heap that has
+    # long left the buffer cache (18.9 s for 10^6 rows here). At the end of the
+    # statement instead, while the rows are fresh, the same checks took 11.7 s.
+    bulk = ledger_bulk_load_start(cursor, staged, online=online)
+    result.mode = "bulk" if bulk else "online"
+    deferred = "" if bulk else _ledger_foreign_keys(cursor)
+    id_base = _ids_by_line(cursor) if bulk else None
+    if deferred:
+        cursor.execute(f"SET CONSTRAINTS {deferred} IMMEDIATE")
+    try:
+        with transaction.atomic():
+            cursor.execute(
+                sql.INSERT_LEDGER_BULK if bulk else sql.INSERT_LEDGER,
+                {
+                    "id_base": id_base,
+                    "now": timezone.now(),
+                    "recorded_at": timezone.now(),
+                    "recorded_by": f"import:{source}"[:200],
+                    "posting": posting.id,
+                },
+            )
+    except (IntegrityError, psycopg.IntegrityError) as err:
+        # The no-negative stock policy refused the INSERT (issue 14): a 409 naming
+        # each key, looked up while the items this import created still exist.
+        refusal = refusal_from(err)
+        if refusal is None:
+            raise
+        raise refusal from None
+    if deferred:
+        cursor.execute(f"SET CONSTRAINTS {deferred} DEFERRED")  # as the caller had
+    mark = result.step("insert", mark)
+    if bulk:
+        ledger_bulk_load_finish(cursor, bulk)
+        mark = result.step("rebuild", mark)
+    # ON COMMIT DROP does not fire when the caller's transaction goes on (a test, or a second
+    # import in one transaction).
+    cursor.execute(f"DROP TABLE {', '.join(sql.TEMP_TABLES)}")
+    return mark
+
+
+def _import_direct(cursor, path, lines, new_posting, source, result, mark):
+    """The direct path (inventory/services/importer_direct.py) for a plain file bulk loaded
+    into a small ledger, in a savepoint: the step clock if the file went in that way, or None,
+    everything since rolled back, when it must go the staged way."""
+    rows = lines - 1  # after the header; blank lines included: the bulk load's size test
+    if rows < settings.IMPORT_BULK_MIN_ROWS or _balances_may_overflow(cursor, rows):
+        return None
+    try:
+        with transaction.atomic():
+            with open(path, encoding="utf-8-sig", newline="") as stream:
+                reader = csv.reader(stream)
+                problems = _Problems()
+                names = list(_header(reader, problems))
+                if problems:
+                    raise NotDirect("the header has problems")
+                posting = new_posting(rows)
+                bulk = ledger_bulk_load_start(cursor, rows)
+                if bulk is None:
+                    raise NotDirect("the ledger is not bulk loaded")
+                ledger_write_direct(
+                    cursor,
+                    stream,
+                    names,
+                    reader.line_num,
+                    result,
+                    posting_id=posting.id,
+                    now=timezone.now(),
+                    source=source,
+                    naive_is_utc=settings.TIME_ZONE == "UTC",
+                )
+    except NotDirect as why:
+        logger.info("import: the staged path (%s)", why)
+        # The staged path sets every count again.
+        result.rows = result.items_created = result.locations_created = result.lots_created = 0
+        return None
+    if result.rows != rows:  # blank lines
+        Posting.objects.filter(pk=posting.pk).update(entry_count=result.rows)
+    result.mode = "bulk"
+    result.posting_id = posting.id
+    mark = result.step("direct", mark)
+    ledger_bulk_load_finish(cursor, bulk)
+    return result.step("rebuild", mark)
 
 
 def _ids_by_line(cursor) -> int:
@@ -517,15 +585,8 @@ def _check_suspect(row, problems: _Problems) -> tuple | None:
 def _check_balances_fit(cursor) -> None:
     """The balance trigger adds each key's sum to its balance: refuse, on the last line of that
     key, a file whose sums the balance column cannot hold (instead of a numeric overflow)."""
-    limit = balance_qty_limit()
+    limit = _balances_may_overflow(cursor, cursor.import_rows)
     if limit is None:
-        return  # no balance table (rolled back) or an unbounded numeric: nothing to sum
-    # Each row's |qty| is below 10^MAX_INTEGER_DIGITS: when even the largest balance plus every
-    # row at that bound stays below the limit, no key can reach it, and the file need not be
-    # summed per key (0.4-0.6 s for 10^6 rows; NUMERIC(38,6) balances leave 10^32).
-    cursor.execute("SELECT coalesce(max(abs(qty_canonical)), 0) FROM inventory_balances")
-    largest = cursor.fetchone()[0]
-    if largest + cursor.import_rows * Decimal(10) ** MAX_INTEGER_DIGITS < limit:
         return
     problems = _Problems()
     cursor.execute(sql.BALANCES_BEYOND, {"limit": limit})
@@ -539,6 +600,21 @@ def _check_balances_fit(cursor) -> None:
             f"beyond what the balance table holds (less than {limit:,} in size)",
         )
     problems.raise_if_any(len(lines))
+
+
+def _balances_may_overflow(cursor, rows: int) -> Decimal | None:
+    """The balance column's limit if `rows` rows could take a key to it, else None (no
+    balance table, an unbounded numeric, or too far: each row's |qty| is below
+    10^MAX_INTEGER_DIGITS, so when even the largest balance plus every row at that bound stays
+    below the limit, the file need not be summed per key; NUMERIC(38,6) balances leave 10^32)."""
+    limit = balance_qty_limit()
+    if limit is None:
+        return None
+    cursor.execute("SELECT coalesce(max(abs(qty_canonical)), 0) FROM inventory_balances")
+    largest = cursor.fetchone()[0]
+    if largest + rows * Decimal(10) ** MAX_INTEGER_DIGITS < limit:
+        return None
+    return limit
 
 
 def _create_catalog(cursor, result: ImportResult) -> None:
