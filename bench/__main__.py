@@ -98,6 +98,11 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     p.add_argument(
         "--scale-rebuild", action="store_true", help="scale: build its database again"
     )
+    p.add_argument(
+        "--scale-parts",
+        help="scale: measure only these parts, comma-separated (history, backfill, export, "
+        "import, health, migrate, reconcile); the others' rows say 'not run'",
+    )
     for name in DEFAULTS:
         p.add_argument("--" + name.replace("_", "-"), dest=name, help=HELP[name])
     args = p.parse_args(argv)

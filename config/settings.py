@@ -143,6 +143,8 @@ GET_EXECUTOR_FUNCTION = "operations.migrate_executor.executor_get"
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /health answered here, ahead of routing and sessions (operations/middleware.py).
+    "operations.middleware.HealthProbeMiddleware",
     "config.middleware.RejectNulCharactersMiddleware",
     "tenants.middleware.TenantRoutingMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -87,15 +87,36 @@ def test_with_backups_one_statement_and_the_archivers_row(acme, globex):
 
 
 @pytest.mark.django_db
-def test_on_a_tenant_host_the_routing_query_is_the_only_one_more(acme, globex):
+@pytest.mark.parametrize("host", ["acme.localhost", "127.0.0.1", "nobody.localhost"])
+def test_on_any_host_the_one_statement_and_no_routing(acme, globex, host):
+    """operations/middleware.py answers /health ahead of tenant routing: no routing query on
+    a tenant host, an IP (a load balancer's probe) or a name that routes nowhere (a 404 for
+    anything else)."""
     worker_heartbeat()
     health_snapshot_refresh()
-    count, sql, _ = _health_queries("acme.localhost")
-    assert count == 2, sql
-    assert sql[0].startswith("WITH cand AS")  # tenants/selectors.py routing_rows
-    _more_organisations(3)
+    count, sql, _ = _health_queries(host)
+    assert count == 1, sql
+    assert "operations_health_snapshot" in sql[0]
+    if host == "nobody.localhost":  # routing refuses every other path on it
+        response = Client(HTTP_HOST=host).get("/login/")
+        assert response.status_code == 404
+
+
+@pytest.mark.django_db
+def test_the_early_answer_keeps_the_views_rules_and_the_security_headers(acme):
+    worker_heartbeat()
     health_snapshot_refresh()
-    assert _health_queries("acme.localhost")[0] == 2
+    client = Client(HTTP_HOST="acme.localhost")
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert "no-store" in response["Cache-Control"]  # never_cache
+    assert response["X-Content-Type-Options"] == "nosniff"  # SecurityMiddleware, before it
+    assert "Set-Cookie" not in response  # no session touched
+    post = client.post("/health")
+    assert post.status_code == 405  # require_GET
+    # Only the exact path: /health/ and /healthz go through routing as before.
+    assert client.get("/healthz").status_code == 404
 
 
 @pytest.mark.django_db
