@@ -11,6 +11,10 @@ A good file goes in as one transaction: missing items, locations and lots are cr
 INSERT ... SELECT each, then the ledger rows with one INSERT ... SELECT from the staging table
 (the balance trigger fires once; the no-negative stock policy refuses it whole, a 409).
 
+A plain file (no quote, CR or NUL) bulk loaded into a small ledger takes the direct path
+instead (inventory/services/importer_direct.py): one pass, the same sieve in Python, COPY straight
+into the ledger; the first row it is not sure of sends the file back here, to the staged path.
+
 Idempotent: each import is a `Posting` whose idempotency key is the file's SHA-256 (or a batch
 key the user gives), and its ledger rows point at it. The same file again is refused unless
 forced, so a re-run never doubles the stock; the unique key also settles two imports of one
