@@ -44,7 +44,11 @@ from inventory.models import Posting, Unit
 from inventory.services import importer_sql as sql
 from inventory.services.catalog import code_problem, expiry_date_problem
 from inventory.services.errors import AlreadyImported, ValidationFailed
-from inventory.services.importer_direct import NotDirect, ledger_write_direct
+from inventory.services.importer_direct import (
+    NotDirect,
+    ledger_write_direct,
+    policy_allows_statements,
+)
 from inventory.services.ledger_bulk_load import (
     ledger_bulk_load_finish,
     ledger_bulk_load_start,
@@ -320,6 +324,7 @@ def _import_direct(cursor, path, lines, new_posting, source, result, mark):
                 names = list(_header(reader, problems))
                 if problems:
                     raise NotDirect("the header has problems")
+                policy_allows_statements(cursor)
                 posting = new_posting(rows)
                 bulk = ledger_bulk_load_start(cursor, rows)
                 if bulk is None:

@@ -35,7 +35,10 @@ import re
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
+from django.db import OperationalError
+
 from inventory.services import importer_sql as sql
+from inventory.services.ledger_bulk_load import LOCK_NOT_AVAILABLE
 
 # Rows held, once one names a code not seen before, until the catalogue is looked at.
 BATCH_ROWS = 50_000
@@ -55,7 +58,6 @@ class NotDirect(Exception):
 # -?D{1,12}(.D{1,6})?; a date-time YYYY-MM-DD, T or space, HH:MM:SS, then Z, +HH:MM, -HH:MM or
 # nothing, with the same field ranges (year 1900-2199, hour <= 23, offset hour <= 15).
 _QTY = re.compile(r"-?[0-9]{1,12}(?:\.[0-9]{1,6})?")
-_ZERO_CHARS = str.maketrans("", "", "0.-")
 _DATE = r"(19[0-9]{2}|2[01][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 _TIME = re.compile(
     _DATE + r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
@@ -99,6 +101,11 @@ def time_sure(text: str, naive_is_utc: bool) -> bool:
     )
 
 
+def qty_sure(text: str) -> bool:
+    """A quantity of the sieve's shapes, not all zeros."""
+    return _QTY.fullmatch(text) is not None and bool(text.strip("0.-"))
+
+
 def expiry_sure(text: str) -> bool:
     match = _EXPIRY.fullmatch(text)
     return match is not None and _day_fits(match)
@@ -134,7 +141,6 @@ def ledger_write_direct(
     raise NotDirect at the first thing only the staged path may judge. The caller holds the
     bulk load (ledger_bulk_load_start) and a savepoint to roll back to. Counts the rows and
     the codes created into `result` (the importer's ImportResult, zeroed)."""
-    _policy_allows_statements(cursor)
     width = len(names)
     where = {name: i for i, name in enumerate(names)}
     # Every field of a row in one call; a column the header lacks reads the empty cell
@@ -176,8 +182,7 @@ def ledger_write_direct(
                 not sku
                 or not loc
                 or kind not in KINDS
-                or _QTY.fullmatch(qty) is None
-                or not qty.strip("0.-")  # all zeros
+                or not qty_sure(qty)
                 or (
                     len(text) > 64
                     and (
@@ -350,14 +355,22 @@ def _codes_resolve(cursor, catalog: _Catalog, result, now) -> None:
         raise NotDirect(f"more than {MAX_CODES:,} codes")
 
 
-def _policy_allows_statements(cursor) -> None:
+def policy_allows_statements(cursor) -> None:
     """Refuse the direct path when the no-negative stock policy is on (it judges each COPY
-    statement, where the staged path's one INSERT is judged whole); lock the policy row so it
-    stays off until this import commits."""
+    statement, where the staged path's one INSERT is judged whole), and lock the policy row so
+    it stays off until this import commits. Called before the bulk load takes its locks, and
+    never waits: a policy being changed right now sends the file the staged way (which reads
+    the policy as any posting does) rather than holding the ledger and catalogue locked while
+    it waits."""
     cursor.execute("SELECT to_regclass('inventory_settings') IS NOT NULL")
     if not cursor.fetchone()[0]:
         return
-    cursor.execute("SELECT no_negative_stock FROM inventory_settings WHERE id FOR SHARE")
+    try:
+        cursor.execute("SELECT no_negative_stock FROM inventory_settings WHERE id FOR SHARE NOWAIT")
+    except OperationalError as err:
+        if getattr(err.__cause__, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            raise NotDirect("the stock policy is being changed") from None
+        raise
     found = cursor.fetchone()
     if found is not None and found[0]:
         raise NotDirect("the no-negative stock policy is on")
