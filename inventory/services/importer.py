@@ -50,6 +50,7 @@ from inventory.services.importer_direct import (
     policy_allows_statements,
 )
 from inventory.services.ledger_bulk_load import (
+    ledger_bulk_load_constants,
     ledger_bulk_load_finish,
     ledger_bulk_load_start,
     ledger_ids_reserve,
@@ -329,15 +330,23 @@ def _import_direct(cursor, path, lines, new_posting, source, result, mark):
                 bulk = ledger_bulk_load_start(cursor, rows)
                 if bulk is None:
                     raise NotDirect("the ledger is not bulk loaded")
+                now = timezone.now()
+                ledger_bulk_load_constants(
+                    cursor,
+                    bulk,
+                    {
+                        "recorded_at": now,
+                        "recorded_by": f"import:{source}"[:200],
+                        "posting_id": posting.id,
+                    },
+                )
                 ledger_write_direct(
                     cursor,
                     stream,
                     names,
                     reader.line_num,
                     result,
-                    posting_id=posting.id,
-                    now=timezone.now(),
-                    source=source,
+                    now=now,
                     naive_is_utc=settings.TIME_ZONE == "UTC",
                 )
     except NotDirect as why:

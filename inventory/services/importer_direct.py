@@ -17,6 +17,10 @@ DDL) and imports the file the staged way, which finds and words every problem. S
 gets the ledger rows the staged path would write, with its casts (PostgreSQL reads the same
 text cells), and every other file gets the staged path's answer.
 
+The posting, its time and its author, the same for every row, are not sent with each row: the
+caller makes them the columns' defaults for the load (ledger_bulk_load_constants), and the
+bulk load's finish puts the columns' own defaults back.
+
 What differs, on purpose: the ledger ids are drawn in the file's order (as the staged bulk load
 gives them; a blank line leaves no gap here), new codes get their ids per batch of rows in code
 order (the staged path: all at once in code order), and the balance trigger runs once per COPY
@@ -131,9 +135,7 @@ def ledger_write_direct(
     line: int,
     result,
     *,
-    posting_id: int,
     now,
-    source: str,
     naive_is_utc: bool,
 ) -> None:
     """Read the rest of `stream` (its header, `line` lines, already read into `names`) and
@@ -148,7 +150,6 @@ def ledger_write_direct(
     pick = operator.itemgetter(*(where.get(c, width) for c in _FIELDS))
     limit = csv.field_size_limit()
     now_text = now.isoformat()
-    tail = f"\t{now_text}\t{f'import:{source}'[:200].translate(_COPY_ESCAPES)}\t{posting_id}\n"
     catalog = _Catalog()
     batch: list = []  # ledger lines (str) and rows whose codes are still unknown (tuples)
     unknown = False
@@ -208,7 +209,7 @@ def ledger_write_direct(
                 lot_id = lots[(sku, lot)] if lot else "\\N"
                 batch.append(
                     f"{item[0]}\t{locations[loc]}\t{lot_id}\t{qty}\t{kind}\t{ref}\t"
-                    f"{at or now_text}{tail}"
+                    f"{at or now_text}\n"
                 )
             else:
                 # The first line naming a code defines it (the staged path's def lines).
@@ -221,21 +222,23 @@ def ledger_write_direct(
                 batch.append((sku, loc, lot, unit, qty, kind, ref, at or now_text))
                 unknown = True
             if len(batch) >= (BATCH_ROWS if unknown else WRITE_ROWS):
-                copy = _flush(cursor, stack, copy, batch, unknown, catalog, result, tail, now)
+                copy = _flush(cursor, stack, copy, batch, unknown, catalog, result, now)
                 batch, unknown = [], False
         if batch:
-            copy = _flush(cursor, stack, copy, batch, unknown, catalog, result, tail, now)
+            copy = _flush(cursor, stack, copy, batch, unknown, catalog, result, now)
     if not result.rows:
         raise NotDirect("no rows")
 
 
+# The columns a row varies in; the posting, its time and author are the same for every row of
+# an import: the caller makes them the columns' defaults (ledger_bulk_load_constants).
 _COPY_LEDGER = (
     "COPY inventory_ledger (item_id, location_id, lot_id, qty_canonical, kind, reference, "
-    "occurred_at, recorded_at, recorded_by, posting_id) FROM STDIN"
+    "occurred_at) FROM STDIN"
 )
 
 
-def _flush(cursor, stack: ExitStack, copy, batch, unknown, catalog, result, tail, now):
+def _flush(cursor, stack: ExitStack, copy, batch, unknown, catalog, result, now):
     """Write a batch into the open COPY; first, if it names new codes, end that COPY (its
     rows' balances are upserted then) and resolve or create the codes. Returns the COPY."""
     if unknown:
@@ -251,9 +254,7 @@ def _flush(cursor, stack: ExitStack, copy, batch, unknown, catalog, result, tail
                 if unit and unit != item_unit:
                     raise NotDirect(f"the unit of item {sku} differs between lines")
                 lot_id = lots[(sku, lot)] if lot else "\\N"
-                batch[k] = (
-                    f"{item_id}\t{locations[loc]}\t{lot_id}\t{qty}\t{kind}\t{ref}\t{at}{tail}"
-                )
+                batch[k] = f"{item_id}\t{locations[loc]}\t{lot_id}\t{qty}\t{kind}\t{ref}\t{at}\n"
     if copy is None:
         copy = stack.enter_context(cursor.cursor.copy(_COPY_LEDGER))
     copy.write("".join(batch))

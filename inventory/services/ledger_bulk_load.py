@@ -22,10 +22,11 @@ they are dropped, so what is built again is exactly what was there, whatever mig
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import OperationalError, transaction
+from psycopg import sql
 
 # The lock not granted within the timeout, or a deadlock with a session that holds the ledger
 # and waits for a catalogue row this import wrote: either way, write online instead.
@@ -50,10 +51,12 @@ SELECT quote_ident(conname), pg_get_constraintdef(oid)
 
 @dataclass(frozen=True)
 class LedgerBulkLoad:
-    """What was dropped, to be built again by ledger_bulk_load_finish."""
+    """What was dropped or changed, to be put back by ledger_bulk_load_finish."""
 
     indexes: list[tuple[str, str]]  # (schema-qualified name, CREATE INDEX statement)
     foreign_keys: list[tuple[str, str]]  # (quoted name, definition)
+    # (quoted column, its default expression before the load or None): ledger_bulk_load_constants
+    defaults: list[tuple[str, str | None]] = field(default_factory=list)
 
 
 def ledger_bulk_load_start(cursor, rows: int, *, online: bool = False) -> LedgerBulkLoad | None:
@@ -103,9 +106,48 @@ def ledger_bulk_load_start(cursor, rows: int, *, online: bool = False) -> Ledger
     return LedgerBulkLoad(indexes=indexes, foreign_keys=foreign_keys)
 
 
+def ledger_bulk_load_constants(cursor, load: LedgerBulkLoad, values: dict) -> None:
+    """Make `values` (column -> value, the same for every row of this load: the posting, its
+    time and author) the defaults of those ledger columns until ledger_bulk_load_finish puts
+    the columns' own defaults back, so that a COPY can leave them out: for 10^6 rows, 70 MB
+    of text PostgreSQL no longer parses (a time stamp per row among it), 0.4-1.0 s of the
+    COPY. Under the load's lock, in its transaction: no other session writes meanwhile, and
+    a failure rolls the defaults back with everything else."""
+    cursor.execute(
+        """SELECT quote_ident(a.attname), pg_get_expr(d.adbin, d.adrelid)
+             FROM pg_attribute a
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attrelid = 'inventory_ledger'::regclass AND a.attname = ANY(%s)
+              AND NOT a.attisdropped""",
+        [list(values)],
+    )
+    found = cursor.fetchall()
+    if len(found) != len(values):
+        raise ValueError(f"the ledger lacks a column of {sorted(values)}")
+    load.defaults.extend(found)
+    # DDL takes no bind parameters: the values go in as literals, quoted by psycopg.
+    alter = sql.SQL("ALTER TABLE inventory_ledger {}").format(
+        sql.SQL(", ").join(
+            sql.SQL("ALTER COLUMN {} SET DEFAULT {}").format(sql.Identifier(c), sql.Literal(v))
+            for c, v in values.items()
+        )
+    )
+    cursor.execute(alter.as_string(cursor.cursor.connection))
+
+
 def ledger_bulk_load_finish(cursor, load: LedgerBulkLoad) -> None:
-    """Build the dropped indexes (each one sort of the whole ledger) and add the foreign keys
-    back (each validated by one query over the ledger), in the same transaction."""
+    """Put back the columns' defaults, build the dropped indexes (each one sort of the whole
+    ledger) and add the foreign keys back (each validated by one query over the ledger), in the
+    same transaction."""
+    if load.defaults:
+        cursor.execute(
+            "ALTER TABLE inventory_ledger "
+            + ", ".join(
+                f"ALTER COLUMN {column} "
+                + (f"SET DEFAULT {default}" if default is not None else "DROP DEFAULT")
+                for column, default in load.defaults
+            )
+        )
     cursor.execute(f"SET LOCAL maintenance_work_mem = '{int(settings.IMPORT_BULK_SORT_MB)}MB'")
     for _name, create in load.indexes:
         cursor.execute(create)

@@ -37,8 +37,8 @@ def rows(n: int, *, first: int = 0) -> str:
     return "".join(out)
 
 
-def ledger_definition(schema: str) -> tuple[list, list]:
-    """The ledger's indexes and constraints as the catalogue states them."""
+def ledger_definition(schema: str) -> tuple[list, list, list]:
+    """The ledger's indexes, constraints and column defaults as the catalogue states them."""
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT c.relname, pg_get_indexdef(i.indexrelid) FROM pg_index i "
@@ -52,7 +52,15 @@ def ledger_definition(schema: str) -> tuple[list, list]:
             "WHERE conrelid = %s::regclass ORDER BY 1",
             [f"{schema}.inventory_ledger"],
         )
-        return indexes, cursor.fetchall()
+        constraints = cursor.fetchall()
+        cursor.execute(
+            "SELECT a.attname, pg_get_expr(d.adbin, d.adrelid), a.attidentity "
+            "FROM pg_attribute a LEFT JOIN pg_attrdef d "
+            "ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+            "WHERE a.attrelid = %s::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1",
+            [f"{schema}.inventory_ledger"],
+        )
+        return indexes, constraints, cursor.fetchall()
 
 
 def ledger_rows(schema: str) -> list[tuple]:

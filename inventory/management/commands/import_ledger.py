@@ -14,6 +14,9 @@ class Command(TenantCommand):
         "item_name, unit, location_name, site, lot, lot_expires_on, reference, occurred_at. All or nothing; "
         "the same file (by SHA-256, or --batch-key) is imported once unless --force."
     )
+    # Django's system checks (URLs, models, templates: 0.4-0.5 s here) are for developing the
+    # project, not for importing into it; `make test` and `manage.py check` run them.
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("--schema", required=True, help="the tenant schema to import into")
