@@ -4,8 +4,8 @@ largest case: a plain file (no quote, CR or NUL) bulk loaded into a small ledger
 The staged path COPYs the file into a temporary table, runs the sieve over it in SQL, then
 INSERT ... SELECTs the ledger rows: three passes over a million rows, each on one core, while
 the Python process waits. Here the file is read once: each line is split and run through the
-same sieve in Python (`row_sure`, the row rules of importer_sql._ROW_SUSPECT, clause for clause;
-the code rules of its SUMMARIES as the codes are resolved), its codes are resolved through
+same sieve in Python (the row rules of importer_sql._ROW_SUSPECT, clause for clause, with
+qty_sure, time_sure and expiry_sure; the code rules of its SUMMARIES as codes are resolved), its codes are resolved through
 small dictionaries, and the row goes straight into a COPY of the ledger, whose indexes and
 foreign keys the bulk load has dropped. PostgreSQL parses and writes the rows on one core while
 Python reads the next ones on the other (docs/PERFORMANCE.md "Import").
@@ -27,7 +27,8 @@ order (the staged path: all at once in code order), and the balance trigger runs
 (a COPY ends where a batch brings new codes: their rows must exist before the trigger's upsert
 references them). Per-statement trigger runs sum to the same balances, but the no-negative stock
 policy judges each statement, so with the policy on the file goes the staged way (one
-statement); the policy row is locked FOR SHARE so it cannot be switched on meanwhile.
+statement); the policy row is locked FOR SHARE NOWAIT before the bulk load's locks
+(policy_allows_statements), so it cannot be switched on meanwhile.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ MAX_CODES = 200_000
 
 
 class NotDirect(Exception):
-    """This file needs the staged path; the message says why (for -v3 and the tests)."""
+    """This file needs the staged path; the message says why (logged at INFO)."""
 
 
 # The sieve's shapes (importer_sql), as regular expressions over ASCII digits: a quantity
