@@ -44,6 +44,7 @@ from django.db import OperationalError
 
 from inventory.services import importer_sql as sql
 from inventory.services.ledger_bulk_load import LOCK_NOT_AVAILABLE
+from inventory.services.ledger_copy import ledger_copy_text
 
 # Rows held, once one names a code not seen before, until the catalogue is looked at.
 BATCH_ROWS = 50_000
@@ -231,14 +232,6 @@ def ledger_write_direct(
         raise NotDirect("no rows")
 
 
-# The columns a row varies in; the posting, its time and author are the same for every row of
-# an import: the caller makes them the columns' defaults (ledger_bulk_load_constants).
-_COPY_LEDGER = (
-    "COPY inventory_ledger (item_id, location_id, lot_id, qty_canonical, kind, reference, "
-    "occurred_at) FROM STDIN"
-)
-
-
 def _flush(cursor, stack: ExitStack, copy, batch, unknown, catalog, result, now):
     """Write a batch into the open COPY; first, if it names new codes, end that COPY (its
     rows' balances are upserted then) and resolve or create the codes. Returns the COPY."""
@@ -257,7 +250,9 @@ def _flush(cursor, stack: ExitStack, copy, batch, unknown, catalog, result, now)
                 lot_id = lots[(sku, lot)] if lot else "\\N"
                 batch[k] = f"{item_id}\t{locations[loc]}\t{lot_id}\t{qty}\t{kind}\t{ref}\t{at}\n"
     if copy is None:
-        copy = stack.enter_context(cursor.cursor.copy(_COPY_LEDGER))
+        # The columns a row varies in; the posting, its time and author are the same for every
+        # row of an import: the caller made them the columns' defaults for the load.
+        copy = stack.enter_context(ledger_copy_text(cursor))
     copy.write("".join(batch))
     result.rows += len(batch)
     return copy
