@@ -45,6 +45,7 @@ from inventory.services import importer_sql as sql
 from inventory.services.catalog import code_problem, expiry_date_problem
 from inventory.services.errors import AlreadyImported, ValidationFailed
 from inventory.services.importer_direct import (
+    COPY_ESCAPES,
     NotDirect,
     ledger_write_direct,
     policy_allows_statements,
@@ -209,7 +210,7 @@ def ledger_import_csv(
     if path is not None:
         digest, odd_text, plain, lines = file_digest(path)
     else:
-        lines = text.count("\n") + 1
+        lines = 0  # the direct path reads files only
         encoded = text.encode("utf-8", "surrogatepass")
         digest = hashlib.sha256(encoded).hexdigest()
         # NUL or lone surrogates: the parse pass then looks at every cell (slow path).
@@ -448,7 +449,6 @@ def _plain_cells(raw: str) -> list[str]:
 
 
 TAB = "\t"
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t"})  # no \n or \r in a plain file
 
 
 def _stage_plain(write, stream, line: int, width: int, problems: _Problems) -> tuple[int, int]:
@@ -475,7 +475,7 @@ def _stage_plain(write, stream, line: int, width: int, problems: _Problems) -> t
                 staged += 1
                 continue
         if "\\" in raw or "\t" in raw:
-            cells = [c.strip().translate(_COPY_ESCAPES) for c in cells]
+            cells = [c.strip().translate(COPY_ESCAPES) for c in cells]
         else:
             cells = [c.strip() for c in cells]
         lines.append(f"{TAB.join(cells)}\t{line}\t0\n")

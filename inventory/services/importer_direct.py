@@ -86,7 +86,8 @@ _FIELDS = (
     "site",
     "lot_expires_on",
 )
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# A cell of a plain file as COPY text (no \n or \r can be in one): both paths use it.
+COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t"})
 KINDS = frozenset(sql.KINDS)
 UNITS = frozenset(sql.UNITS)
 
@@ -203,7 +204,7 @@ def ledger_write_direct(
             ):
                 raise NotDirect(f"line {line}: a row the sieve flags")
             if "\\" in ref or "\t" in ref:
-                ref = ref.translate(_COPY_ESCAPES)
+                ref = ref.translate(COPY_ESCAPES)
             item = items.get(sku)
             if item is not None and loc in locations and (not lot or (sku, lot) in lots):
                 if unit and unit != item[1]:
